@@ -1,0 +1,1 @@
+"""WhatsApp Cloud API service that answers each customer with an agent."""
