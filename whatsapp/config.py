@@ -1,0 +1,250 @@
+"""Settings, built once at start-up.
+
+Sources, from low to high precedence: built-in defaults < ``config.yaml`` (path from ``AK_CONFIG``) < ``.env``
+< the process environment. Environment names are ``AK_<SECTION>__<KEY>`` (``AK_WHATSAPP__VERIFY_TOKEN``), as in
+the original design. Nothing else in the service reads ``os.environ``: everything it needs is in :class:`Settings`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+from dotenv import dotenv_values
+
+
+class ConfigError(Exception):
+    """A setting is missing or invalid. The message is one sentence that says how to fix it."""
+
+
+@dataclass(frozen=True)
+class WhatsAppSettings:
+    verify_token: str | None = None
+    access_token: str | None = None
+    app_secret: str | None = None
+    phone_number_id: str | None = None
+    api_version: str = "v24.0"
+    graph_url: str = "https://graph.facebook.com"
+    agent: str = "general"
+    agent_acknowledgement: str | None = None
+    typing_indicator: bool = True
+    handler: str | None = None
+    allowed_senders: tuple[str, ...] = ()
+    rate_limit_per_minute: int = 20
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    max_file_size: int = 10 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    url: str = ""
+    retention_days: float = 7.0
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    threads: int = 8
+    lease_seconds: float = 30.0
+    max_attempts: int = 5
+    retry_delay: float = 2.0
+    shutdown_timeout: float = 20.0
+
+
+@dataclass(frozen=True)
+class OpenAISettings:
+    model: str = "gpt-4o-mini"
+    api_key: str | None = None
+    base_url: str | None = None
+    timeout: float = 60.0
+    history_tokens: int = 8000
+    max_input_chars: int = 8000
+
+
+@dataclass(frozen=True)
+class Settings:
+    whatsapp: WhatsAppSettings = field(default_factory=WhatsAppSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
+    worker: WorkerSettings = field(default_factory=WorkerSettings)
+    openai: OpenAISettings = field(default_factory=OpenAISettings)
+
+    @property
+    def mode(self) -> str:
+        """``live`` with an access token; ``sandbox`` (local simulator, fake Graph API) without one."""
+        return "live" if self.whatsapp.access_token else "sandbox"
+
+    @property
+    def signature_required(self) -> bool:
+        return bool(self.whatsapp.app_secret)
+
+
+_SECTIONS: dict[str, type] = {
+    "whatsapp": WhatsAppSettings,
+    "api": ApiSettings,
+    "store": StoreSettings,
+    "worker": WorkerSettings,
+    "openai": OpenAISettings,
+}
+
+# Variables of the openai SDK that it reads itself; we read them here so that a value in .env works too.
+_OPENAI_VARIABLES = {"OPENAI_API_KEY": "api_key", "OPENAI_BASE_URL": "base_url"}
+
+
+def env_name(section: str, key: str) -> str:
+    return f"AK_{section.upper()}__{key.upper()}"
+
+
+def how_to_set(section: str, key: str) -> str:
+    return f"set {env_name(section, key)} in the environment or .env, or {section}.{key} in config.yaml"
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None,
+    *,
+    config_path: str | os.PathLike[str] | None = None,
+    dotenv_path: str | os.PathLike[str] | None = ".env",
+    instance_path: str | os.PathLike[str] = "instance",
+) -> Settings:
+    """Read every source once and return validated settings, or raise :class:`ConfigError`."""
+    environ = os.environ if environ is None else environ
+    dotenv = {k: v for k, v in dotenv_values(dotenv_path).items() if v is not None} if dotenv_path else {}
+    # .env never overrides a real environment variable.
+    variables = {**dotenv, **environ}
+
+    raw: dict[str, dict[str, Any]] = {name: {} for name in _SECTIONS}
+    path = Path(config_path or variables.get("AK_CONFIG") or "config.yaml")
+    if config_path or "AK_CONFIG" in variables or path.exists():
+        _merge_yaml(raw, path)
+    for name, value in variables.items():
+        if name.startswith("AK_") and "__" in name:
+            section, _, key = name[3:].partition("__")
+            raw.setdefault(section.lower(), {})[key.lower()] = value
+    for variable, key in _OPENAI_VARIABLES.items():
+        if variables.get(variable):
+            raw["openai"][key] = variables[variable]
+
+    sections = {name: _build_section(name, cls, raw.get(name, {})) for name, cls in _SECTIONS.items()}
+    settings = Settings(**sections)
+    if not settings.store.url:
+        database = Path(instance_path).resolve() / "whatsapp.db"
+        settings = _replace(settings, "store", url=f"sqlite:///{database}")
+    _validate(settings)
+    return settings
+
+
+def _merge_yaml(raw: dict[str, dict[str, Any]], path: Path) -> None:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"The config file {path} does not exist: create it or point AK_CONFIG elsewhere.") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"The config file {path} is not valid YAML ({error.__class__.__name__}).") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"The config file {path} must hold a mapping of sections such as 'whatsapp:'.")
+    for section, values in data.items():
+        if section not in _SECTIONS:
+            raise ConfigError(f"The config file {path} has an unknown section '{section}'.")
+        if not isinstance(values, dict):
+            raise ConfigError(f"The section '{section}' of {path} must be a mapping of keys.")
+        raw[section].update({str(k): v for k, v in values.items()})
+
+
+def _build_section(name: str, cls: type, values: dict[str, Any]) -> Any:
+    fields = cls.__dataclass_fields__
+    converted = {}
+    for key, value in values.items():
+        if key not in fields:
+            raise ConfigError(f"{name}.{key} is not a known setting (from config.yaml or {env_name(name, key)}).")
+        converted[key] = _convert(name, key, value, fields[key].type)
+    return cls(**converted)
+
+
+def _convert(section: str, key: str, value: Any, annotation: str) -> Any:
+    converter = _CONVERTERS.get(annotation)
+    if converter is None:  # pragma: no cover - a new annotation without a converter is a programming error
+        raise TypeError(f"no converter for {annotation}")
+    try:
+        return converter(value)
+    except (TypeError, ValueError):
+        kind = annotation.split(" ")[0]
+        raise ConfigError(
+            f"{section}.{key} must be a {_KIND_WORDS.get(kind, kind)}, not {str(value)[:40]!r}: "
+            f"{how_to_set(section, key)}."
+        ) from None
+
+
+def _optional_str(value: Any) -> str | None:
+    text = "" if value is None else str(value).strip()
+    return text or None
+
+
+def _to_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(value)
+
+
+def _to_positive_int(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError(value)
+    number = value if isinstance(value, int) else int(str(value).strip())
+    if number <= 0:
+        raise ValueError(value)
+    return number
+
+
+def _to_positive_float(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError(value)
+    number = float(value)
+    if not number > 0:
+        raise ValueError(value)
+    return number
+
+
+def _to_str_tuple(value: Any) -> tuple[str, ...]:
+    items = value if isinstance(value, list | tuple) else str(value).split(",")
+    return tuple(str(item).strip().lstrip("+") for item in items if str(item).strip())
+
+
+_CONVERTERS: dict[str, Callable[[Any], Any]] = {
+    "str": lambda value: str(value).strip(),
+    "str | None": _optional_str,
+    "bool": _to_bool,
+    "int": _to_positive_int,
+    "float": _to_positive_float,
+    "tuple[str, ...]": _to_str_tuple,
+}
+_KIND_WORDS = {"int": "positive whole number", "float": "positive number", "bool": "true or false"}
+
+
+def _replace(settings: Settings, section: str, **changes: Any) -> Settings:
+    return replace(settings, **{section: replace(getattr(settings, section), **changes)})
+
+
+def _validate(settings: Settings) -> None:
+    whatsapp = settings.whatsapp
+    if whatsapp.access_token:
+        for key in ("verify_token", "phone_number_id"):
+            if not getattr(whatsapp, key):
+                raise ConfigError(f"whatsapp.{key} is required with an access token: {how_to_set('whatsapp', key)}.")
+    if not whatsapp.graph_url.startswith(("http://", "https://")):
+        raise ConfigError(
+            f"whatsapp.graph_url must start with http:// or https://: {how_to_set('whatsapp', 'graph_url')}."
+        )
+    if not settings.store.url.startswith(("sqlite:///", "redis://", "rediss://")):
+        raise ConfigError(
+            f"store.url must look like sqlite:///path.db or redis://host:6379/0: {how_to_set('store', 'url')}."
+        )
