@@ -1,0 +1,140 @@
+"""The store interface: the durable inbox, the reply log and conversation history.
+
+The store is the single source of truth for the life of a message: ``received`` (recorded, keyed by its WhatsApp
+message id, so a duplicate delivery stops here) -> ``claimed`` (one worker holds a lease on it; a customer has at most
+one claimed message) -> ``answered`` (the answer is stored and its parts are being sent, each recorded with the wamid
+Graph returned) -> ``done``; or ``failed`` with the reason.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+OPEN_STATES = ("received", "claimed", "answered")
+
+
+class StoreUnavailable(Exception):
+    """The store could not record or read something right now (locked, full, unreachable)."""
+
+
+@dataclass(frozen=True)
+class InboxEntry:
+    """A message as the webhook records it."""
+
+    id: str
+    sender: str
+    timestamp: int
+    payload: dict[str, Any]  # {"message": raw message dict, "value": trimmed change value}
+
+
+@dataclass(frozen=True)
+class Job:
+    """A claimed message: the holder may work on it until ``lease_until``."""
+
+    id: str
+    sender: str
+    timestamp: int
+    payload: dict[str, Any]
+    state: str
+    holder: str
+    attempts: int  # including this one
+    answer: str | None
+    reason: str | None  # why the previous attempt failed, if it did
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One part of one reply to a message, planned before it is sent."""
+
+    message_id: str
+    slot: int  # the n-th reply of the job (acknowledgement, answer, apology...)
+    part: int
+    recipient: str
+    reply_to: str | None
+    body: str
+    wamid: str | None  # set once Graph accepted the part
+
+
+class Store(ABC):
+    """What every store (SQLite, Redis) must do; tests/store_contract.py holds the contract tests."""
+
+    # received
+    @abstractmethod
+    def record(self, entries: Sequence[InboxEntry]) -> list[bool]:
+        """Record messages durably; True for each one that is new, False for a duplicate delivery."""
+
+    # claimed
+    @abstractmethod
+    def claim(self, holder: str, lease_seconds: float) -> Job | None:
+        """Claim the oldest message whose customer has nothing claimed and nothing older open."""
+
+    @abstractmethod
+    def renew(self, holder: str, message_ids: Sequence[str], lease_seconds: float) -> set[str]:
+        """Extend the leases ``holder`` still has; returns the ids it still holds."""
+
+    @abstractmethod
+    def release(self, message_id: str, holder: str, *, refund_attempt: bool = False) -> None:
+        """Give a claimed message back so that any worker may take it at once."""
+
+    @abstractmethod
+    def release_holders(self, is_dead: Callable[[str], bool]) -> list[str]:
+        """Release the claims of holders that ``is_dead`` says no longer exist; returns the message ids."""
+
+    @abstractmethod
+    def retry_later(self, message_id: str, holder: str, reason: str, delay: float) -> None:
+        """Release a claim after a transient failure; the message is claimable again after ``delay`` seconds."""
+
+    # answered
+    @abstractmethod
+    def save_answer(self, message_id: str, holder: str, sender: str, answer: str, turns: Sequence[dict]) -> None:
+        """Store the agent's answer and append its turns to the sender's history, in one transaction."""
+
+    @abstractmethod
+    def plan_replies(
+        self, message_id: str, slot: int, recipient: str, reply_to: str | None, bodies: Sequence[str]
+    ) -> list[Reply]:
+        """Record the parts of a reply before sending; if the slot was planned already, return that plan."""
+
+    @abstractmethod
+    def mark_sent(self, message_id: str, slot: int, part: int, wamid: str) -> None:
+        """Record that Graph accepted a part."""
+
+    # done / failed
+    @abstractmethod
+    def finish(self, message_id: str, holder: str, state: str, reason: str | None = None) -> bool:
+        """Mark a claimed message ``done`` or ``failed``; False if ``holder`` no longer held it."""
+
+    # history
+    @abstractmethod
+    def history(self, sender: str) -> list[dict]:
+        """The sender's conversation turns, oldest first."""
+
+    @abstractmethod
+    def clear_history(self, sender: str) -> None: ...
+
+    # operations
+    @abstractmethod
+    def get(self, message_id: str) -> dict[str, Any] | None:
+        """One inbox row as a dict (for replay and inspection)."""
+
+    @abstractmethod
+    def requeue(self, message_id: str) -> bool:
+        """Put a done or failed message back to ``received`` so that it is processed again."""
+
+    @abstractmethod
+    def count_recent(self, sender: str, since: float) -> int:
+        """How many messages from ``sender`` were received since ``since`` (unix seconds)."""
+
+    @abstractmethod
+    def stats(self) -> dict[str, Any]:
+        """Counts by state and the age of the oldest open message, for /healthz."""
+
+    @abstractmethod
+    def prune(self, older_than: float) -> int:
+        """Delete finished messages (and their replies) last updated before ``older_than``."""
+
+    @abstractmethod
+    def close(self) -> None: ...

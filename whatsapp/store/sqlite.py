@@ -1,0 +1,353 @@
+"""SQLite store: the embedded default, safe across gunicorn worker processes and threads.
+
+WAL journal, one connection per thread, writes in ``BEGIN IMMEDIATE`` transactions so that claims from several
+processes are serialised by SQLite's own lock. ``synchronous=FULL``: a message is on disk before the webhook's 200.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from .base import OPEN_STATES, InboxEntry, Job, Reply, Store, StoreUnavailable
+
+HISTORY_KEEP = 400  # turns kept per sender; the agent trims further to its token budget
+
+_OPEN = "(" + ", ".join(f"'{state}'" for state in OPEN_STATES) + ")"
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS inbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    sender TEXT NOT NULL,
+    ts INTEGER NOT NULL,
+    payload TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'received',
+    holder TEXT,
+    lease_until REAL NOT NULL DEFAULT 0,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    not_before REAL NOT NULL DEFAULT 0,
+    answer TEXT,
+    reason TEXT,
+    received_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS inbox_open ON inbox (sender, ts, seq) WHERE state IN {_OPEN};
+CREATE INDEX IF NOT EXISTS inbox_finished ON inbox (updated_at) WHERE state IN ('done', 'failed');
+CREATE INDEX IF NOT EXISTS inbox_sender_received ON inbox (sender, received_at);
+CREATE TABLE IF NOT EXISTS replies (
+    message_id TEXT NOT NULL,
+    slot INTEGER NOT NULL,
+    part INTEGER NOT NULL,
+    recipient TEXT NOT NULL,
+    reply_to TEXT,
+    body TEXT NOT NULL,
+    wamid TEXT,
+    sent_at REAL,
+    PRIMARY KEY (message_id, slot, part)
+);
+CREATE TABLE IF NOT EXISTS history (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    sender TEXT NOT NULL,
+    item TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS history_sender ON history (sender, id);
+"""
+
+# The head of each customer's queue, when nobody holds a live lease on that customer's messages.
+_CLAIMABLE = f"""
+SELECT i.seq FROM inbox i
+WHERE i.state IN {_OPEN}
+  AND (i.holder IS NULL OR i.lease_until < :now)
+  AND i.not_before <= :now
+  AND NOT EXISTS (
+      SELECT 1 FROM inbox j WHERE j.sender = i.sender AND j.state IN {_OPEN}
+        AND (j.ts < i.ts OR (j.ts = i.ts AND j.seq < i.seq)))
+  AND NOT EXISTS (
+      SELECT 1 FROM inbox k WHERE k.sender = i.sender AND k.state IN {_OPEN}
+        AND k.holder IS NOT NULL AND k.lease_until >= :now)
+ORDER BY i.ts, i.seq
+LIMIT 1
+"""
+
+
+class SQLiteStore(Store):
+    def __init__(self, path: str | Path, *, write_timeout: float = 2.0) -> None:
+        self.path = str(path)
+        self._write_timeout = write_timeout
+        self._local = threading.local()
+        # A connection must never cross a fork (gunicorn --preload): the child opens its own.
+        os.register_at_fork(after_in_child=self._forget_connections)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._connection().executescript(_SCHEMA)
+        except sqlite3.Error as error:
+            raise StoreUnavailable(f"SQLite store {self.path}: {error}") from error
+
+    @classmethod
+    def from_url(cls, url: str) -> SQLiteStore:
+        """``sqlite:///relative.db`` or ``sqlite:////absolute/path.db``."""
+        return cls(url.removeprefix("sqlite:///"))
+
+    # connections -------------------------------------------------------------------------------------------------
+
+    def _forget_connections(self) -> None:
+        self._local = threading.local()
+
+    def _connection(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=self._write_timeout, isolation_level=None)
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            self._local.db = db
+        return db
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; any SQLite failure becomes :class:`StoreUnavailable`."""
+        try:
+            db = self._connection()
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as error:
+            raise StoreUnavailable(f"SQLite store {self.path}: {error}") from error
+        try:
+            yield db
+            db.execute("COMMIT")
+        except BaseException as error:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            if isinstance(error, sqlite3.Error):
+                raise StoreUnavailable(f"SQLite store {self.path}: {error}") from error
+            raise
+
+    def _read(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
+        try:
+            return self._connection().execute(sql, params).fetchall()
+        except sqlite3.Error as error:
+            raise StoreUnavailable(f"SQLite store {self.path}: {error}") from error
+
+    # received ----------------------------------------------------------------------------------------------------
+
+    def record(self, entries: Sequence[InboxEntry]) -> list[bool]:
+        now = time.time()
+        created = []
+        with self._write() as db:
+            for entry in entries:
+                cursor = db.execute(
+                    "INSERT OR IGNORE INTO inbox (id, sender, ts, payload, received_at, updated_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (entry.id, entry.sender, entry.timestamp, json.dumps(entry.payload), now, now),
+                )
+                created.append(cursor.rowcount == 1)
+        return created
+
+    # claimed -----------------------------------------------------------------------------------------------------
+
+    def claim(self, holder: str, lease_seconds: float) -> Job | None:
+        now = time.time()
+        with self._write() as db:
+            row = db.execute(_CLAIMABLE, {"now": now}).fetchone()
+            if row is None:
+                return None
+            db.execute(
+                "UPDATE inbox SET state = CASE state WHEN 'received' THEN 'claimed' ELSE state END,"
+                " holder = ?, lease_until = ?, attempts = attempts + 1, updated_at = ? WHERE seq = ?",
+                (holder, now + lease_seconds, now, row["seq"]),
+            )
+            claimed = db.execute("SELECT * FROM inbox WHERE seq = ?", (row["seq"],)).fetchone()
+        return Job(
+            id=claimed["id"],
+            sender=claimed["sender"],
+            timestamp=claimed["ts"],
+            payload=json.loads(claimed["payload"]),
+            state=claimed["state"],
+            holder=holder,
+            attempts=claimed["attempts"],
+            answer=claimed["answer"],
+            reason=claimed["reason"],
+        )
+
+    def renew(self, holder: str, message_ids: Sequence[str], lease_seconds: float) -> set[str]:
+        if not message_ids:
+            return set()
+        now = time.time()
+        marks = ",".join("?" * len(message_ids))
+        with self._write() as db:
+            db.execute(
+                f"UPDATE inbox SET lease_until = ? WHERE holder = ? AND id IN ({marks}) AND state IN {_OPEN}",
+                (now + lease_seconds, holder, *message_ids),
+            )
+            rows = db.execute(
+                f"SELECT id FROM inbox WHERE holder = ? AND id IN ({marks}) AND state IN {_OPEN}",
+                (holder, *message_ids),
+            ).fetchall()
+        return {row["id"] for row in rows}
+
+    def release(self, message_id: str, holder: str, *, refund_attempt: bool = False) -> None:
+        with self._write() as db:
+            db.execute(
+                "UPDATE inbox SET state = CASE state WHEN 'claimed' THEN 'received' ELSE state END,"
+                " holder = NULL, lease_until = 0, attempts = attempts - ?, updated_at = ?"
+                f" WHERE id = ? AND holder = ? AND state IN {_OPEN}",
+                (1 if refund_attempt else 0, time.time(), message_id, holder),
+            )
+
+    def release_holders(self, is_dead: Callable[[str], bool]) -> list[str]:
+        rows = self._read(f"SELECT id, holder FROM inbox WHERE holder IS NOT NULL AND state IN {_OPEN}")
+        released = []
+        for row in rows:
+            if is_dead(row["holder"]):
+                self.release(row["id"], row["holder"])
+                released.append(row["id"])
+        return released
+
+    def retry_later(self, message_id: str, holder: str, reason: str, delay: float) -> None:
+        now = time.time()
+        with self._write() as db:
+            db.execute(
+                "UPDATE inbox SET state = CASE state WHEN 'claimed' THEN 'received' ELSE state END,"
+                " holder = NULL, lease_until = 0, not_before = ?, reason = ?, updated_at = ?"
+                f" WHERE id = ? AND holder = ? AND state IN {_OPEN}",
+                (now + delay, reason, now, message_id, holder),
+            )
+
+    # answered ----------------------------------------------------------------------------------------------------
+
+    def save_answer(self, message_id: str, holder: str, sender: str, answer: str, turns: Sequence[dict]) -> None:
+        now = time.time()
+        with self._write() as db:
+            db.execute(
+                "UPDATE inbox SET state = 'answered', answer = ?, updated_at = ? WHERE id = ? AND holder = ?",
+                (answer, now, message_id, holder),
+            )
+            db.executemany(
+                "INSERT INTO history (sender, item, created_at) VALUES (?, ?, ?)",
+                [(sender, json.dumps(turn), now) for turn in turns],
+            )
+            db.execute(
+                "DELETE FROM history WHERE sender = ? AND id <= "
+                "(SELECT id FROM history WHERE sender = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                (sender, sender, HISTORY_KEEP),
+            )
+
+    def plan_replies(
+        self, message_id: str, slot: int, recipient: str, reply_to: str | None, bodies: Sequence[str]
+    ) -> list[Reply]:
+        with self._write() as db:
+            exists = db.execute(
+                "SELECT 1 FROM replies WHERE message_id = ? AND slot = ? LIMIT 1", (message_id, slot)
+            ).fetchone()
+            if not exists:
+                db.executemany(
+                    "INSERT INTO replies (message_id, slot, part, recipient, reply_to, body) VALUES (?, ?, ?, ?, ?, ?)",
+                    [(message_id, slot, n, recipient, reply_to, body) for n, body in enumerate(bodies)],
+                )
+            rows = db.execute(
+                "SELECT * FROM replies WHERE message_id = ? AND slot = ? ORDER BY part", (message_id, slot)
+            ).fetchall()
+        return [_reply(row) for row in rows]
+
+    def mark_sent(self, message_id: str, slot: int, part: int, wamid: str) -> None:
+        with self._write() as db:
+            db.execute(
+                "UPDATE replies SET wamid = ?, sent_at = ? WHERE message_id = ? AND slot = ? AND part = ?",
+                (wamid, time.time(), message_id, slot, part),
+            )
+
+    # done / failed -----------------------------------------------------------------------------------------------
+
+    def finish(self, message_id: str, holder: str, state: str, reason: str | None = None) -> bool:
+        if state not in ("done", "failed"):
+            raise ValueError(f"finish() takes 'done' or 'failed', not {state!r}")
+        with self._write() as db:
+            cursor = db.execute(
+                "UPDATE inbox SET state = ?, reason = COALESCE(?, reason), holder = NULL, lease_until = 0,"
+                f" updated_at = ? WHERE id = ? AND holder = ? AND state IN {_OPEN}",
+                (state, reason, time.time(), message_id, holder),
+            )
+        return cursor.rowcount == 1
+
+    # history -----------------------------------------------------------------------------------------------------
+
+    def history(self, sender: str) -> list[dict]:
+        rows = self._read("SELECT item FROM history WHERE sender = ? ORDER BY id", (sender,))
+        return [json.loads(row["item"]) for row in rows]
+
+    def clear_history(self, sender: str) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM history WHERE sender = ?", (sender,))
+
+    # operations --------------------------------------------------------------------------------------------------
+
+    def get(self, message_id: str) -> dict[str, Any] | None:
+        rows = self._read("SELECT * FROM inbox WHERE id = ?", (message_id,))
+        if not rows:
+            return None
+        row = dict(rows[0])
+        row["payload"] = json.loads(row["payload"])
+        row["replies"] = [
+            _reply(r)
+            for r in self._read("SELECT * FROM replies WHERE message_id = ? ORDER BY slot, part", (message_id,))
+        ]
+        return row
+
+    def requeue(self, message_id: str) -> bool:
+        with self._write() as db:
+            cursor = db.execute(
+                "UPDATE inbox SET state = 'received', holder = NULL, lease_until = 0, attempts = 0, not_before = 0,"
+                " answer = NULL, reason = NULL, updated_at = ? WHERE id = ? AND state IN ('done', 'failed')",
+                (time.time(), message_id),
+            )
+            if cursor.rowcount:
+                db.execute("DELETE FROM replies WHERE message_id = ?", (message_id,))
+        return cursor.rowcount == 1
+
+    def count_recent(self, sender: str, since: float) -> int:
+        rows = self._read("SELECT COUNT(*) AS n FROM inbox WHERE sender = ? AND received_at >= ?", (sender, since))
+        return rows[0]["n"]
+
+    def stats(self) -> dict[str, Any]:
+        counts = {state: 0 for state in (*OPEN_STATES, "done", "failed")}
+        for row in self._read("SELECT state, COUNT(*) AS n FROM inbox GROUP BY state"):
+            counts[row["state"]] = row["n"]
+        oldest = self._read(f"SELECT MIN(received_at) AS t FROM inbox WHERE state IN {_OPEN}")[0]["t"]
+        return {"messages": counts, "oldest_open_age_seconds": round(time.time() - oldest, 3) if oldest else 0.0}
+
+    def prune(self, older_than: float) -> int:
+        with self._write() as db:
+            db.execute(
+                "DELETE FROM replies WHERE message_id IN"
+                " (SELECT id FROM inbox WHERE state IN ('done', 'failed') AND updated_at < ?)",
+                (older_than,),
+            )
+            cursor = db.execute("DELETE FROM inbox WHERE state IN ('done', 'failed') AND updated_at < ?", (older_than,))
+        return cursor.rowcount
+
+    def close(self) -> None:
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
+
+
+def _reply(row: sqlite3.Row) -> Reply:
+    return Reply(
+        message_id=row["message_id"],
+        slot=row["slot"],
+        part=row["part"],
+        recipient=row["recipient"],
+        reply_to=row["reply_to"],
+        body=row["body"],
+        wamid=row["wamid"],
+    )
