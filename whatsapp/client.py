@@ -1,0 +1,345 @@
+"""Graph API client: one keep-alive ``requests.Session`` for the process, Meta's failures as ``GraphAPIError``.
+
+Modelled on ``requests`` itself: a small honest surface, errors raised as exceptions that carry the response.
+Transient HTTP failures (429, 5xx, refused connections) are retried by urllib3's ``Retry`` inside the
+session's adapter. Nothing that may already have reached Meta is resent blindly: read errors are not retried,
+and throttling codes inside HTTP 400 answers are raised as retryable so the durable job queue decides when to
+try again. The access token never appears in exception text or logs.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+log = logging.getLogger("whatsapp.client")
+
+#: HTTP statuses urllib3 retries itself, for GET and POST alike.
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+#: Longest Retry-After (seconds) a worker thread will sleep; a longer wait is the job queue's business.
+MAX_RETRY_AFTER = 20
+#: Size of each read when streaming media: the most a download holds beyond its cap.
+DOWNLOAD_CHUNK = 64 * 1024
+
+_AUTH_CODES = frozenset({0, 190})
+# Throttling (4, 80007, 130429, 131056, 131048) and transient service errors (1, 2, 131000, 131016).
+_RETRYABLE_CODES = frozenset({1, 2, 4, 80007, 130429, 131000, 131016, 131048, 131056})
+_PERMANENT_CODES = frozenset(
+    {0, 3, 10, 100, 190, 368, 130472, 131008, 131009, 131021, 131026, 131031, 131042, 131047, 131049, 131053}
+    | set(range(200, 300))
+    | set(range(132000, 132070))
+    | {133010}
+)
+
+
+class GraphAPIError(Exception):
+    """A Graph API call failed; carries Meta's error fields so the caller can act on ``code``.
+
+    ``status`` is None when no HTTP answer arrived (a transport failure after urllib3's retries).
+    ``response``, like ``requests.HTTPError.response``, is the final answer when there was one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: int | None = None,
+        subcode: int | None = None,
+        fbtrace_id: str | None = None,
+        details: str | None = None,
+        response: requests.Response | None = None,
+    ) -> None:
+        self.message = message
+        self.status = status
+        self.code = code
+        self.subcode = subcode
+        self.fbtrace_id = fbtrace_id
+        self.details = details
+        self.response = response
+        super().__init__(str(self))
+
+    @property
+    def retryable(self) -> bool:
+        """True when trying again later may succeed (throttling, transient trouble, no answer at all)."""
+        if self.status is None:
+            return True
+        if self.code in _RETRYABLE_CODES:
+            return True
+        if self.code in _PERMANENT_CODES:
+            return False
+        return self.status == 429 or self.status >= 500
+
+    @property
+    def auth_failed(self) -> bool:
+        """True when Meta rejected the access token itself (it must be replaced)."""
+        return self.code in _AUTH_CODES
+
+    def __str__(self) -> str:
+        code = f" {self.code}" if self.code is not None else ""
+        where = f"HTTP {self.status}" if self.status is not None else "no HTTP answer"
+        trace = f" [fbtrace_id={self.fbtrace_id}]" if self.fbtrace_id else ""
+        return f"Graph API error{code} ({where}): {self.message}{trace}"
+
+
+class MediaTooLarge(Exception):
+    """A media file is bigger than we accept; ``size`` is the declared size or the bytes read so far."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(f"media of at least {size} bytes is over the limit of {limit} bytes")
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    """Answer of a media lookup: where to download the file (the URL expires after 5 minutes)."""
+
+    id: str
+    url: str
+    mime_type: str | None
+    sha256: str | None
+    file_size: int | None
+
+
+def retry_policy(retries: int, backoff: float) -> Retry:
+    """The urllib3 retry policy mounted on the session.
+
+    Connection failures and the statuses in ``RETRY_STATUSES`` are retried for GET and POST, honouring
+    Retry-After (capped at ``MAX_RETRY_AFTER``). Read errors are never retried: the POST may have been
+    delivered. ``raise_on_status=False`` hands the last answer back so it is parsed into ``GraphAPIError``.
+    """
+    return Retry(
+        total=retries,
+        connect=retries,
+        read=False,
+        status=retries,
+        other=0,
+        status_forcelist=RETRY_STATUSES,
+        allowed_methods=frozenset({"GET", "POST"}),
+        respect_retry_after_header=True,
+        retry_after_max=MAX_RETRY_AFTER,
+        backoff_factor=backoff,
+        backoff_jitter=backoff,
+        raise_on_status=False,
+    )
+
+
+class GraphClient:
+    """WhatsApp Cloud API calls for one business phone number, safe to share between worker threads."""
+
+    def __init__(
+        self,
+        *,
+        access_token: str,
+        phone_number_id: str,
+        graph_url: str = "https://graph.facebook.com",
+        api_version: str = "v24.0",
+        pool_size: int = 8,
+        timeout: tuple[float, float] = (3.05, 30.0),
+        retries: int = 3,
+        backoff: float = 0.5,
+    ) -> None:
+        if not access_token:
+            raise ValueError("access_token is empty")
+        if not phone_number_id:
+            raise ValueError("phone_number_id is empty")
+        self._token = access_token
+        self._auth = {"Authorization": f"Bearer {access_token}"}
+        self._graph_url = graph_url.rstrip("/")
+        self._base = f"{self._graph_url}/{api_version}"
+        self._phone_number_id = phone_number_id
+        self._timeout = timeout
+        self._session = requests.Session()
+        adapter = HTTPAdapter(pool_maxsize=pool_size, max_retries=retry_policy(retries, backoff))
+        self._session.mount("https://", adapter)
+        self._session.mount("http://", adapter)
+
+    def __enter__(self) -> GraphClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def send_text(self, to: str, body: str, reply_to: str | None = None, preview_url: bool = False) -> str:
+        """Send a text message, threaded as a reply to ``reply_to`` when given; returns the new wamid."""
+        payload: dict[str, Any] = {
+            "recipient_type": "individual",
+            "to": to,
+            "type": "text",
+            "text": {"preview_url": preview_url, "body": body},
+        }
+        if reply_to:
+            payload["context"] = {"message_id": reply_to}
+        return self.send(payload)
+
+    def send(self, payload: dict) -> str:
+        """POST any ``/messages`` payload (``messaging_product`` is added); returns the new wamid."""
+        body = {**payload, "messaging_product": "whatsapp"}
+        reply_to = (payload.get("context") or {}).get("message_id")
+        what = f"send {payload.get('type', '?')}" + (f" in reply to {reply_to}" if reply_to else "")
+        response = self._request("POST", self._messages_url(), what, json=body)
+        data = self._json(response, what)
+        try:
+            wamid = data["messages"][0]["id"]
+        except (KeyError, IndexError, TypeError):
+            wamid = None
+        if not isinstance(wamid, str) or not wamid:
+            raise self._fail(GraphAPIError("success answer without messages[0].id", status=response.status_code), what)
+        return wamid
+
+    def mark_read(self, message_id: str, typing: bool = False) -> None:
+        """Mark an inbound message read; ``typing`` also shows "typing…" until we reply (at most ~25 s)."""
+        body: dict[str, Any] = {"messaging_product": "whatsapp", "status": "read", "message_id": message_id}
+        if typing:
+            body["typing_indicator"] = {"type": "text"}
+        self._request("POST", self._messages_url(), f"mark_read {message_id}", json=body)
+
+    def media_info(self, media_id: str) -> MediaInfo:
+        """Look up a media id: the download URL (valid 5 minutes), its type, hash and size."""
+        what = f"media_info {media_id}"
+        response = self._request("GET", f"{self._base}/{quote(media_id, safe='')}", what)
+        data = self._json(response, what)
+        url = data.get("url")
+        if not isinstance(url, str) or not url:
+            raise self._fail(GraphAPIError("media answer without url", status=response.status_code), what)
+        return MediaInfo(
+            id=str(data.get("id") or media_id),
+            url=url,
+            mime_type=data.get("mime_type"),
+            sha256=data.get("sha256"),
+            file_size=_as_int(data.get("file_size")),
+        )
+
+    def download_media(self, url: str, max_bytes: int) -> bytes:
+        """Download a media URL with the bearer token, refusing more than ``max_bytes``.
+
+        Raises ``MediaTooLarge`` on a declared Content-Length over the cap, or as soon as the streamed body
+        passes it, so at most ``max_bytes + DOWNLOAD_CHUNK`` bytes are ever held. An expired URL answers 404:
+        look the media id up again.
+        """
+        self._check_download_url(url)
+        what = "download_media"
+        response = self._request("GET", url, what, stream=True)
+        with response:
+            declared = _as_int(response.headers.get("Content-Length"))
+            if declared is not None and declared > max_bytes:
+                log.warning("%s: declared size %d bytes is over the limit of %d", what, declared, max_bytes)
+                raise MediaTooLarge(declared, max_bytes)
+            data = bytearray()
+            try:
+                for chunk in response.iter_content(DOWNLOAD_CHUNK):
+                    data += chunk
+                    if len(data) > max_bytes:
+                        log.warning("%s: body passed the limit of %d bytes", what, max_bytes)
+                        raise MediaTooLarge(len(data), max_bytes)
+            except requests.RequestException as exc:
+                raise self._fail(self._transport_error(exc), what) from exc
+        return bytes(data)
+
+    def phone_number(self) -> dict:
+        """The business phone number's record (display number, verified name, quality) for diagnostics."""
+        what = "phone_number"
+        response = self._request("GET", f"{self._base}/{quote(self._phone_number_id, safe='')}", what)
+        return self._json(response, what)
+
+    def close(self) -> None:
+        """Close the pooled connections."""
+        self._session.close()
+
+    # -- internals -------------------------------------------------------------------------------------
+
+    def _messages_url(self) -> str:
+        return f"{self._base}/{quote(self._phone_number_id, safe='')}/messages"
+
+    def _check_download_url(self, url: str) -> None:
+        """Refuse to send the token in clear text, except to the configured Graph URL (a local fake)."""
+        parts = urlsplit(url)
+        graph = urlsplit(self._graph_url)
+        if parts.scheme == "https" or (parts.scheme, parts.netloc) == (graph.scheme, graph.netloc):
+            return
+        raise ValueError(f"refusing to send the access token to a non-https media URL ({parts.netloc})")
+
+    def _request(
+        self, method: str, url: str, what: str, *, json: dict | None = None, stream: bool = False
+    ) -> requests.Response:
+        try:
+            response = self._session.request(
+                method, url, json=json, headers=self._auth, timeout=self._timeout, stream=stream
+            )
+        except requests.RequestException as exc:
+            raise self._fail(self._transport_error(exc), what) from exc
+        if response.status_code >= 400:
+            raise self._fail(self._error_from_response(response), what)
+        return response
+
+    def _json(self, response: requests.Response, what: str) -> dict:
+        try:
+            data = response.json()
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            raise self._fail(
+                GraphAPIError("answer is not a JSON object", status=response.status_code, response=response),
+                what,
+            )
+        return data
+
+    def _transport_error(self, exc: requests.RequestException) -> GraphAPIError:
+        return GraphAPIError(self._redact(f"{type(exc).__name__}: {exc}"))
+
+    def _error_from_response(self, response: requests.Response) -> GraphAPIError:
+        try:
+            data = response.json()
+        except ValueError:
+            data = None
+        error = data.get("error") if isinstance(data, dict) else None
+        if not isinstance(error, dict):
+            return GraphAPIError(
+                f"{response.status_code} {response.reason or ''}".strip(),
+                status=response.status_code,
+                response=response,
+            )
+        error_data = error.get("error_data")
+        details = error_data.get("details") if isinstance(error_data, dict) else error_data
+        trace = error.get("fbtrace_id")
+        return GraphAPIError(
+            self._redact(str(error.get("message") or "")),
+            status=response.status_code,
+            code=_as_int(error.get("code")),
+            subcode=_as_int(error.get("error_subcode")),
+            fbtrace_id=str(trace) if trace else None,
+            details=self._redact(str(details)) if details else None,
+            response=response,
+        )
+
+    def _fail(self, error: GraphAPIError, what: str) -> GraphAPIError:
+        """Log a failure once, at a level that says who must act, and hand it back to be raised."""
+        extra = f" ({error.details})" if error.details else ""
+        if error.auth_failed:
+            log.error("%s: %s%s -- the access token is invalid or expired and must be replaced", what, error, extra)
+        elif error.retryable:
+            log.warning("%s: %s%s (retryable)", what, error, extra)
+        else:
+            log.error("%s: %s%s (not retryable)", what, error, extra)
+        return error
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self._token, "[redacted]")
+
+
+def _as_int(value: object) -> int | None:
+    """Meta sends some numbers as strings (``file_size``, codes); accept both, ignore anything else."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return None
