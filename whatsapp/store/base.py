@@ -28,6 +28,7 @@ class InboxEntry:
     sender: str
     timestamp: int
     payload: dict[str, Any]  # {"message": raw message dict, "value": trimmed change value}
+    received_at: float  # unix seconds, when the webhook took it
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class Job:
     sender: str
     timestamp: int
     payload: dict[str, Any]
+    received_at: float
     state: str
     holder: str
     attempts: int  # including this one
@@ -125,8 +127,8 @@ class Store(ABC):
         """Put a done or failed message back to ``received`` so that it is processed again."""
 
     @abstractmethod
-    def count_recent(self, sender: str, since: float) -> int:
-        """How many messages from ``sender`` were received since ``since`` (unix seconds)."""
+    def count_recent(self, sender: str, since: float, until: float) -> int:
+        """How many messages from ``sender`` were received between ``since`` and ``until`` (unix seconds)."""
 
     @abstractmethod
     def stats(self) -> dict[str, Any]:

@@ -147,7 +147,7 @@ class SQLiteStore(Store):
                 cursor = db.execute(
                     "INSERT OR IGNORE INTO inbox (id, sender, ts, payload, received_at, updated_at)"
                     " VALUES (?, ?, ?, ?, ?, ?)",
-                    (entry.id, entry.sender, entry.timestamp, json.dumps(entry.payload), now, now),
+                    (entry.id, entry.sender, entry.timestamp, json.dumps(entry.payload), entry.received_at, now),
                 )
                 created.append(cursor.rowcount == 1)
         return created
@@ -171,6 +171,7 @@ class SQLiteStore(Store):
             sender=claimed["sender"],
             timestamp=claimed["ts"],
             payload=json.loads(claimed["payload"]),
+            received_at=claimed["received_at"],
             state=claimed["state"],
             holder=holder,
             attempts=claimed["attempts"],
@@ -313,8 +314,11 @@ class SQLiteStore(Store):
                 db.execute("DELETE FROM replies WHERE message_id = ?", (message_id,))
         return cursor.rowcount == 1
 
-    def count_recent(self, sender: str, since: float) -> int:
-        rows = self._read("SELECT COUNT(*) AS n FROM inbox WHERE sender = ? AND received_at >= ?", (sender, since))
+    def count_recent(self, sender: str, since: float, until: float) -> int:
+        rows = self._read(
+            "SELECT COUNT(*) AS n FROM inbox WHERE sender = ? AND received_at > ? AND received_at <= ?",
+            (sender, since, until),
+        )
         return rows[0]["n"]
 
     def stats(self) -> dict[str, Any]:

@@ -1,0 +1,119 @@
+"""The app factory: settings, store, Graph client, agents, handler and worker, wired once per process."""
+
+from __future__ import annotations
+
+import atexit
+import importlib
+import logging
+from dataclasses import dataclass
+
+import openai
+from flask import Flask
+
+from agents import Agent, Runner, load_agents
+
+from .client import GraphClient
+from .config import ConfigError, Settings, how_to_set, load_settings
+from .handler import AgentWhatsAppRequestHandler
+from .store import Store, open_store
+from .worker import Worker
+
+log = logging.getLogger("whatsapp")
+
+
+@dataclass
+class WhatsAppService:
+    """What the blueprints reach through ``current_app.extensions["whatsapp"]``."""
+
+    settings: Settings
+    store: Store
+    worker: Worker
+    handler: AgentWhatsAppRequestHandler
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    handler: type[AgentWhatsAppRequestHandler] | None = None,
+    start_worker: bool = True,
+) -> Flask:
+    """Build the Flask app. Raises :class:`ConfigError` (one sentence) when a setting is missing or wrong."""
+    app = Flask("whatsapp", root_path=None)
+    _configure_logging()
+    settings = settings or load_settings(instance_path=app.instance_path)
+    app.config["MAX_CONTENT_LENGTH"] = None  # the webhook enforces its own limit with a plain 413
+
+    agents = _load_agents(settings)
+    store = open_store(settings.store.url)
+    client = GraphClient(
+        access_token=settings.whatsapp.access_token or "",
+        phone_number_id=settings.whatsapp.phone_number_id or "",
+        graph_url=settings.whatsapp.graph_url,
+        api_version=settings.whatsapp.api_version,
+        pool_size=settings.worker.threads + 2,
+    )
+    handler_class = handler or _handler_class(settings)
+    job_handler = handler_class(settings=settings, store=store, client=client, runner=_runner(settings), agents=agents)
+    worker = Worker(store, job_handler, settings.worker, retention_days=settings.store.retention_days)
+    app.extensions["whatsapp"] = WhatsAppService(settings=settings, store=store, worker=worker, handler=job_handler)
+
+    from .health import bp as health_bp
+    from .webhook import bp as webhook_bp
+
+    app.register_blueprint(webhook_bp)
+    app.register_blueprint(health_bp)
+
+    if not settings.signature_required:
+        log.warning(
+            "whatsapp.app_secret is not set: webhook signatures are NOT checked (%s)",
+            how_to_set("whatsapp", "app_secret"),
+        )
+    if start_worker:
+        worker.start()
+        atexit.register(worker.stop)
+    return app
+
+
+def _configure_logging() -> None:
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s")
+
+
+def _load_agents(settings: Settings) -> dict[str, Agent]:
+    agents = load_agents()
+    if settings.whatsapp.agent not in agents:
+        names = ", ".join(sorted(agents)) or "none"
+        raise ConfigError(
+            f"whatsapp.agent is {settings.whatsapp.agent!r}, but the agents that exist are: {names} "
+            f"({how_to_set('whatsapp', 'agent')})."
+        )
+    return agents
+
+
+def _handler_class(settings: Settings) -> type[AgentWhatsAppRequestHandler]:
+    """``whatsapp.handler: "module:Class"`` names a subclass of the handler."""
+    name = settings.whatsapp.handler
+    if not name:
+        return AgentWhatsAppRequestHandler
+    module_name, _, class_name = name.partition(":")
+    try:
+        found = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError, ValueError):
+        raise ConfigError(
+            f"whatsapp.handler {name!r} could not be imported as module:Class ({how_to_set('whatsapp', 'handler')})."
+        ) from None
+    if not (isinstance(found, type) and issubclass(found, AgentWhatsAppRequestHandler)):
+        raise ConfigError(f"whatsapp.handler {name!r} is not a subclass of AgentWhatsAppRequestHandler.")
+    return found
+
+
+def _runner(settings: Settings) -> Runner:
+    config = settings.openai
+    client = openai.OpenAI(
+        api_key=config.api_key or "no-key-needed",
+        base_url=config.base_url,
+        timeout=config.timeout,
+        max_retries=2,
+    )
+    return Runner(client.chat.completions, config.model)

@@ -1,0 +1,143 @@
+"""The HTTP edge: ``GET /whatsapp/webhook`` answers Meta's verification, ``POST`` records messages.
+
+The request thread verifies, parses, records each message in the durable inbox and hands off to the worker. It never
+calls the model or the Graph API. Anything that parses is answered 200, however odd its shape (a 5xx makes Meta
+redeliver for days); the only 5xx is a 503 when the store cannot record, so that Meta redelivers what we could not
+keep.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import time
+
+from flask import Blueprint, Response, current_app, request
+
+from .messages import Webhook, parse_webhook
+from .privacy import mask
+from .store import InboxEntry, StoreUnavailable
+
+log = logging.getLogger("whatsapp.webhook")
+
+MAX_BODY = 4 * 1024 * 1024
+
+bp = Blueprint("whatsapp", __name__, url_prefix="/whatsapp")
+
+
+def _text(body: str, status: int) -> Response:
+    return Response(body, status=status, mimetype="text/plain")
+
+
+@bp.get("/webhook")
+def verify() -> Response:
+    """Meta's subscription check: echo ``hub.challenge`` when the verify token matches."""
+    settings = current_app.extensions["whatsapp"].settings
+    mode = request.args.get("hub.mode")
+    token = request.args.get("hub.verify_token")
+    challenge = request.args.get("hub.challenge")
+    if mode is None or token is None or challenge is None:
+        return _text("missing hub.mode, hub.verify_token or hub.challenge", 400)
+    expected = settings.whatsapp.verify_token or ""
+    if mode == "subscribe" and expected and hmac.compare_digest(token.encode(), expected.encode()):
+        log.info("webhook verified by Meta")
+        return _text(challenge, 200)
+    log.warning("webhook verification refused: wrong verify token or mode")
+    return _text("verification failed", 403)
+
+
+@bp.post("/webhook")
+def receive() -> Response:
+    service = current_app.extensions["whatsapp"]
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        return _text("body too large", 413)
+    body = request.get_data(cache=False)
+    if len(body) > MAX_BODY:
+        return _text("body too large", 413)
+
+    app_secret = service.settings.whatsapp.app_secret
+    if app_secret:
+        header = request.headers.get("X-Hub-Signature-256")
+        if header is None:
+            log.warning("webhook refused: no X-Hub-Signature-256 header")
+            return _text("missing signature", 401)
+        if not signature_matches(body, header, app_secret):
+            log.warning("webhook refused: the signature does not match the body")
+            return _text("invalid signature", 403)
+
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        log.warning("webhook refused: the body is not JSON (%d bytes)", len(body))
+        return _text("invalid JSON", 400)
+    if not isinstance(payload, dict):
+        log.warning("webhook refused: the JSON is a %s, not an object", type(payload).__name__)
+        return _text("JSON must be an object", 400)
+
+    update = parse_webhook(payload)
+    entries = _inbox_entries(update, service.settings.whatsapp.phone_number_id)
+    try:
+        created = service.store.record(entries) if entries else []
+    except StoreUnavailable as error:
+        log.error("webhook answered 503: could not record %d message(s): %s", len(entries), error)
+        return _text("store unavailable, please redeliver", 503)
+
+    for entry, new in zip(entries, created, strict=True):
+        if new:
+            log.info("message %s: received from %s", entry.id, mask(entry.sender))
+        else:
+            log.info("message %s: duplicate delivery ignored", entry.id)
+    if any(created):
+        service.worker.notify()
+    _log_the_rest(update)
+    return _text("OK", 200)
+
+
+def signature_matches(body: bytes, header: str, app_secret: str) -> bool:
+    """``X-Hub-Signature-256: sha256=<hex>``, HMAC-SHA256 of the raw body keyed with the app secret."""
+    scheme, _, received = header.partition("=")
+    if scheme != "sha256" or not received:
+        return False
+    expected = hmac.new(app_secret.encode(), body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected.encode(), received.strip().lower().encode())
+
+
+def _inbox_entries(update: Webhook, phone_number_id: str | None) -> list[InboxEntry]:
+    entries = []
+    received_at = time.time()
+    for message in update.messages:
+        if phone_number_id and message.phone_number_id != phone_number_id:
+            log.info(
+                "message %s: for phone number id %s, not ours; ignored", message.id, message.phone_number_id or "?"
+            )
+            continue
+        if not message.sender:
+            log.warning("message %s: has neither 'from' nor 'from_user_id'; ignored", message.id)
+            continue
+        payload = {"message": message.raw, "value": message.value}
+        entries.append(
+            InboxEntry(
+                id=message.id,
+                sender=message.sender,
+                timestamp=message.timestamp,
+                payload=payload,
+                received_at=received_at,
+            )
+        )
+    return entries
+
+
+def _log_the_rest(update: Webhook) -> None:
+    """Statuses, account errors and oddities: logged, never answered."""
+    for status in update.statuses:
+        if status.status == "failed":
+            codes = ", ".join(f"{e.code} {e.title or e.message or ''}".strip() for e in status.errors) or "no code"
+            log.warning("status: our message %s to %s failed (%s)", status.id, mask(status.recipient_id), codes)
+        else:
+            log.debug("status: our message %s is %s", status.id, status.status)
+    for error in update.errors:
+        log.warning("webhook reports an account error %s: %s", error.code, error.title or error.message or "")
+    for problem in update.problems:
+        log.info("webhook: %s", problem)

@@ -1,0 +1,256 @@
+"""Background work: a fixed set of threads per process, fed by one dispatcher that claims from the store.
+
+Nothing is queued in memory: the dispatcher claims a message only when a thread is free, so a backlog stays in the
+store (durable, and visible to every other process) and memory does not grow with it. The store's claim keeps one
+customer's messages one at a time and oldest first, across threads and processes. The dispatcher also renews the
+leases of running jobs and releases messages whose holder died (a ``kill -9``), so they are answered at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import random
+import socket
+import threading
+import time
+from typing import Protocol
+
+from .config import WorkerSettings
+from .handler import LostClaim, describe
+from .store import Job, Store, StoreUnavailable
+
+log = logging.getLogger("whatsapp.worker")
+
+POLL_INTERVAL = 1.0  # how often an idle process looks for messages recorded by other processes
+SWEEP_INTERVAL = 5.0  # how often it looks for claims whose holder died
+PRUNE_INTERVAL = 3600.0
+
+
+class JobHandler(Protocol):
+    def process(self, job: Job) -> None: ...
+    def give_up(self, job: Job, error: BaseException | None) -> None: ...
+    def is_transient(self, error: BaseException) -> bool: ...
+
+
+def retry_delay(attempt: int, base: float) -> float:
+    """Backoff after the ``attempt``-th failure: base, 3x base, 9x base... with 20 % jitter."""
+    return base * 3 ** (attempt - 1) * random.uniform(0.8, 1.2)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie is dead for our purposes
+    except FileNotFoundError:
+        return False
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+
+class Worker:
+    def __init__(
+        self, store: Store, handler: JobHandler, settings: WorkerSettings, *, retention_days: float = 7.0
+    ) -> None:
+        self.store = store
+        self.handler = handler
+        self.settings = settings
+        self.retention_days = retention_days
+        self.host = socket.gethostname()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._started_pid: int | None = None
+
+    # lifecycle ---------------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the threads in this process (again after a fork: threads do not survive one)."""
+        if self._started_pid == os.getpid():
+            return
+        self._started_pid = os.getpid()
+        self._stopping.clear()
+        self._free: queue.Queue[int] = queue.Queue()
+        self._slots: list[queue.Queue[Job | None]] = []
+        self._running: dict[int, Job] = {}
+        self._threads: list[threading.Thread] = []
+        for slot in range(self.settings.threads):
+            self._slots.append(queue.Queue(maxsize=1))
+            self._free.put(slot)
+            thread = threading.Thread(target=self._run_slot, args=(slot,), name=f"whatsapp-worker-{slot}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        self._dispatcher = threading.Thread(target=self._dispatch, name="whatsapp-dispatcher", daemon=True)
+        self._dispatcher.start()
+        log.info("worker started: %d threads in process %d", self.settings.threads, os.getpid())
+
+    def notify(self) -> None:
+        """New messages were recorded: look now rather than at the next poll."""
+        self._wake.set()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop claiming, let running jobs finish within ``timeout``, then release what is still running."""
+        if self._started_pid != os.getpid() or self._stopping.is_set():
+            return
+        self._stopping.set()
+        self._wake.set()
+        deadline = time.monotonic() + (self.settings.shutdown_timeout if timeout is None else timeout)
+        self._dispatcher.join(max(0.0, deadline - time.monotonic()))
+        for slot_queue in self._slots:
+            slot_queue.put(None)
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        for slot, job in list(self._running.items()):
+            try:
+                self.store.release(job.id, job.holder, refund_attempt=True)
+                log.warning("message %s: released at shutdown; the next process takes it", job.id)
+            except StoreUnavailable as error:
+                log.error("message %s: could not release at shutdown (%s); its lease will expire", job.id, error)
+            self._running.pop(slot, None)
+        log.info("worker stopped in process %d", os.getpid())
+
+    @property
+    def running(self) -> int:
+        return len(self._running) if self._started_pid == os.getpid() else 0
+
+    # the dispatcher ----------------------------------------------------------------------------------------------
+
+    def holder(self, slot: int) -> str:
+        return f"{self.host}:{os.getpid()}:{slot}"
+
+    def _dispatch(self) -> None:
+        next_renewal = next_sweep = next_prune = time.monotonic()
+        while not self._stopping.is_set():
+            now = time.monotonic()
+            if now >= next_renewal:
+                self._renew_leases()
+                next_renewal = now + self.settings.lease_seconds / 3
+            if now >= next_sweep:
+                self._release_dead_holders()
+                next_sweep = now + SWEEP_INTERVAL
+            if now >= next_prune:
+                self._prune()
+                next_prune = now + PRUNE_INTERVAL
+            try:
+                slot = self._free.get(timeout=min(POLL_INTERVAL, self.settings.lease_seconds / 3))
+            except queue.Empty:
+                continue  # every thread is busy: the backlog waits in the store
+            job = self._claim(slot)
+            if job is None:
+                self._free.put(slot)
+                self._wake.wait(POLL_INTERVAL)
+                self._wake.clear()
+                continue
+            self._running[slot] = job
+            self._slots[slot].put(job)
+
+    def _claim(self, slot: int) -> Job | None:
+        if self._stopping.is_set():
+            return None
+        try:
+            job = self.store.claim(self.holder(slot), self.settings.lease_seconds)
+        except StoreUnavailable as error:
+            log.error("could not claim from the store: %s", error)
+            return None
+        if job is not None:
+            log.info("message %s: claimed by %s (attempt %d)", job.id, job.holder, job.attempts)
+        return job
+
+    def _renew_leases(self) -> None:
+        for slot, job in list(self._running.items()):
+            try:
+                held = self.store.renew(job.holder, [job.id], self.settings.lease_seconds)
+            except StoreUnavailable as error:
+                log.error("message %s: could not renew the lease: %s", job.id, error)
+                continue
+            if job.id not in held and self._running.get(slot) is job:
+                log.warning("message %s: lease lost; another worker may take it over", job.id)
+
+    def _release_dead_holders(self) -> None:
+        try:
+            released = self.store.release_holders(self._holder_is_dead)
+        except StoreUnavailable as error:
+            log.error("could not look for abandoned claims: %s", error)
+            return
+        for message_id in released:
+            log.warning("message %s: its holder died; released for another attempt", message_id)
+        if released:
+            self._wake.set()
+
+    def _holder_is_dead(self, holder: str) -> bool:
+        """Only holders on this host can be checked; elsewhere the lease expiry decides."""
+        host, _, rest = holder.partition(":")
+        pid_text, _, slot_text = rest.partition(":")
+        if host != self.host or not pid_text.isdigit():
+            return False
+        pid = int(pid_text)
+        if pid == os.getpid():
+            running = self._running.get(int(slot_text)) if slot_text.isdigit() else None
+            return running is None or running.holder != holder
+        return not pid_alive(pid)
+
+    def _prune(self) -> None:
+        try:
+            pruned = self.store.prune(time.time() - self.retention_days * 86400)
+        except StoreUnavailable as error:
+            log.error("could not prune old messages: %s", error)
+            return
+        if pruned:
+            log.info("pruned %d finished messages older than %g days", pruned, self.retention_days)
+
+    # the threads -------------------------------------------------------------------------------------------------
+
+    def _run_slot(self, slot: int) -> None:
+        while True:
+            job = self._slots[slot].get()
+            if job is None:
+                return
+            try:
+                self._run(job)
+            except Exception:  # never lose the thread; the lease or the sweep brings the message back
+                log.exception("message %s: unexpected error in the worker", job.id)
+            finally:
+                self._running.pop(slot, None)
+                self._free.put(slot)
+                self._wake.set()
+
+    def _run(self, job: Job) -> None:
+        if job.attempts > self.settings.max_attempts:
+            reason = f"gave up after {job.attempts - 1} attempts; last: {job.reason or 'the worker died'}"
+            self._fail(job, reason, None)
+            return
+        started = time.monotonic()
+        try:
+            self.handler.process(job)
+        except Exception as error:
+            self._after_error(job, error)
+            return
+        if self.store.finish(job.id, job.holder, "done"):
+            log.info("message %s: done in %.3fs", job.id, time.monotonic() - started)
+        else:
+            log.warning("message %s: finished after its claim was lost", job.id)
+
+    def _after_error(self, job: Job, error: Exception) -> None:
+        reason = describe(error)
+        if isinstance(error, LostClaim):
+            log.warning("message %s: claim lost mid-job; stopping without sending more", job.id)
+        elif self.handler.is_transient(error) and job.attempts < self.settings.max_attempts:
+            delay = retry_delay(job.attempts, self.settings.retry_delay)
+            log.warning("message %s: attempt %d failed (%s); retrying in %.1fs", job.id, job.attempts, reason, delay)
+            self.store.retry_later(job.id, job.holder, reason, delay)
+        else:
+            self._fail(job, reason, error)
+
+    def _fail(self, job: Job, reason: str, error: BaseException | None) -> None:
+        try:
+            self.handler.give_up(job, error)
+        except Exception as apology_error:
+            log.error("message %s: could not send the apology: %s", job.id, apology_error)
+        self.store.finish(job.id, job.holder, "failed", reason)
+        log.error("message %s: failed: %s", job.id, reason)
