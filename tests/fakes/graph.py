@@ -1,0 +1,438 @@
+"""A local stand-in for Meta's Graph API (WhatsApp Cloud API), shaped like whatsapp-cloud-api.md sections 5-7.
+
+The service is pointed at it with ``AK_WHATSAPP__GRAPH_URL=<fake.url>`` and talks to it over real HTTP, so
+what the tests see is exactly what Meta would have received: every call is recorded with its arrival time and
+the answer given. Failures are scripted with ``fail_next`` and served in Meta's error envelope.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import itertools
+import re
+import secrets
+import threading
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from tests.fakes.http import FakeServer, Recorded, Request, Response
+
+TEXT_BODY_LIMIT = 4096
+
+_VERSION = r"v\d+\.\d+"
+_MESSAGES_PATH = re.compile(rf"^/(?P<version>{_VERSION})/(?P<node>[^/]+)/messages/?$")
+_NODE_PATH = re.compile(rf"^/(?P<version>{_VERSION})/(?P<node>[^/]+)/?$")
+_DOWNLOAD_PATH = re.compile(r"^/media-download/(?P<media_id>[^/]+)$")
+
+# Titles Meta uses for the codes the service meets; the message reads "(#<code>) <title>".
+_TITLES = {
+    1: "An unknown error occurred",
+    2: "Service temporarily unavailable",
+    4: "Application request limit reached",
+    100: "Invalid parameter",
+    190: "Invalid OAuth access token - Cannot parse access token",
+    80007: "Rate limit issues",
+    130429: "Rate limit hit",
+    131000: "Something went wrong",
+    131008: "Required parameter is missing",
+    131009: "Parameter value is not valid",
+    131016: "Service unavailable",
+    131026: "Message undeliverable",
+    131047: "Re-engagement message",
+    131048: "Spam rate limit hit",
+    131056: "(Business Account, Consumer Account) pair rate limit hit",
+    133010: "Account not registered",
+}
+_CODE_FOR_STATUS = {401: 190, 429: 130429, 500: 131000, 503: 131016}
+
+
+@dataclass(frozen=True)
+class GraphFailure:
+    """A canned error answer for the next send (or mark-read). ``raw`` replaces the JSON envelope (a proxy page)."""
+
+    status: int
+    code: int
+    message: str
+    subcode: int | None = None
+    details: str | None = None
+    retry_after: float | None = None
+    raw: bytes | None = None
+
+
+@dataclass(frozen=True)
+class FakeMedia:
+    """Media the fake can serve; ``sha256_b64`` is the form webhooks carry, ``sha256`` the form the lookup gives."""
+
+    id: str
+    data: bytes
+    mime_type: str
+    declared_size: int | None = None
+    size_as_string: bool = False
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+    @property
+    def sha256_b64(self) -> str:
+        return base64.b64encode(hashlib.sha256(self.data).digest()).decode()
+
+
+def _fbtrace_id() -> str:
+    return "A" + secrets.token_urlsafe(16)[:22]
+
+
+def graph_error(
+    status: int,
+    code: int,
+    message: str | None = None,
+    *,
+    type_: str = "OAuthException",
+    subcode: int | None = None,
+    details: str | None = None,
+    headers: tuple[tuple[str, str], ...] = (),
+) -> Response:
+    """Meta's error envelope (doc section 7)."""
+    error: dict[str, Any] = {
+        "message": message if message is not None else f"(#{code}) {_TITLES.get(code, 'Error')}",
+        "type": type_,
+        "code": code,
+    }
+    if subcode is not None:
+        error["error_subcode"] = subcode
+    if details is not None:
+        error["error_data"] = {"messaging_product": "whatsapp", "details": details}
+    error["fbtrace_id"] = _fbtrace_id()
+    return Response.of_json(status, {"error": error}, headers=headers)
+
+
+def _missing_node(node: str, method: str) -> Response:
+    return graph_error(
+        400,
+        100,
+        f"Unsupported {method.lower()} request. Object with ID '{node}' does not exist, cannot be loaded due "
+        "to missing permissions, or does not support this operation. Please read the Graph API "
+        "documentation at https://developers.facebook.com/docs/graph-api",
+        type_="GraphMethodException",
+        subcode=33,
+    )
+
+
+def _utf16_units(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+class FakeGraph(FakeServer):
+    """Meta's Graph API for one business phone number: sends, mark-read, media, phone-number info."""
+
+    def __init__(self, access_token: str = "test-token", phone_number_id: str = "106540352242922") -> None:
+        super().__init__()
+        self.access_token = access_token
+        self.phone_number_id = phone_number_id
+        self._cond = threading.Condition()
+        self._calls: list[Recorded] = []
+        self._send_failures: deque[GraphFailure] = deque()
+        self._read_failures: deque[GraphFailure] = deque()
+        self._media: dict[str, FakeMedia] = {}
+        self._expired_media: set[str] = set()
+        self._counter = itertools.count(1)
+
+    # -- scripting ---------------------------------------------------------------------------------------
+
+    def add_media(
+        self,
+        media_id: str,
+        data: bytes,
+        mime_type: str,
+        declared_size: int | None = None,
+        size_as_string: bool = False,
+    ) -> FakeMedia:
+        """Make ``media_id`` resolvable and downloadable; ``declared_size`` lets ``file_size`` lie."""
+        media = FakeMedia(media_id, data, mime_type, declared_size, size_as_string)
+        with self._cond:
+            self._media[media_id] = media
+            self._expired_media.discard(media_id)
+        return media
+
+    def expire_media_urls(self) -> None:
+        """Download URLs handed out so far answer 404 until the media is looked up again (they live 5 minutes)."""
+        with self._cond:
+            self._expired_media.update(self._media)
+
+    def fail_next(
+        self,
+        n: int = 1,
+        status: int = 429,
+        code: int | None = None,
+        message: str | None = None,
+        *,
+        retry_after: float | None = None,
+        subcode: int | None = None,
+        details: str | None = None,
+        raw: bytes | None = None,
+        reads: bool = False,
+    ) -> None:
+        """Answer the next ``n`` sends (or mark-reads, with ``reads=True``) with this error instead.
+
+        ``code`` defaults from the status (429 -> 130429, 500 -> 131000, 503 -> 131016, 401 -> 190, else 100).
+        """
+        code = code if code is not None else _CODE_FOR_STATUS.get(status, 100)
+        if message is not None and not message.startswith("("):
+            message = f"(#{code}) {message}"
+        failure = GraphFailure(status, code, message or "", subcode, details, retry_after, raw)
+        with self._cond:
+            (self._read_failures if reads else self._send_failures).extend([failure] * n)
+
+    def reset(self) -> None:
+        """Forget recorded calls and pending failures; registered media stay."""
+        with self._cond:
+            self._calls.clear()
+            self._send_failures.clear()
+            self._read_failures.clear()
+
+    # -- queries -----------------------------------------------------------------------------------------
+
+    @property
+    def calls(self) -> list[Recorded]:
+        """Every call in arrival order; ``extra["kind"]`` is send, read, media_lookup, media_download, ..."""
+        with self._cond:
+            return list(self._calls)
+
+    def sends(self, to: str | None = None, type: str | None = None) -> list[Recorded]:
+        """Successful sends of any type, in order."""
+        return [c for c in self.calls if _is_delivered_send(c, to, type)]
+
+    def sent_texts(self, to: str | None = None) -> list[dict[str, Any]]:
+        """Successful text sends, in order: dicts with to, body, reply_to, wamid, at."""
+        with self._cond:
+            return self._texts(to)
+
+    def failed_sends(self) -> list[Recorded]:
+        """Send attempts answered with an error (scripted or a validation error)."""
+        return [c for c in self.calls if c.extra.get("kind") == "send" and c.status != 200]
+
+    def reads(self) -> list[dict[str, Any]]:
+        """Successful mark-read calls: dicts with message_id, typing (bool), at."""
+        with self._cond:
+            return self._reads()
+
+    def media_lookups(self) -> list[dict[str, Any]]:
+        """Every media-id lookup: dicts with media_id, status, at."""
+        return self._media_calls("media_lookup")
+
+    def media_downloads(self) -> list[dict[str, Any]]:
+        """Every download attempt: dicts with media_id, status, authorized, at."""
+        return self._media_calls("media_download")
+
+    def wait_for_texts(self, count: int, to: str | None = None, timeout: float = 10) -> list[dict[str, Any]]:
+        """Block until at least ``count`` texts were delivered (to ``to``), then return them all."""
+        return self._wait(lambda: self._texts(to), count, timeout, f"text(s) to {to or 'anyone'}")
+
+    def wait_for_reads(self, count: int, timeout: float = 10) -> list[dict[str, Any]]:
+        """Block until at least ``count`` mark-read calls succeeded."""
+        return self._wait(self._reads, count, timeout, "mark-read call(s)")
+
+    # -- internals ---------------------------------------------------------------------------------------
+
+    def _texts(self, to: str | None) -> list[dict[str, Any]]:
+        return [
+            {
+                "to": c.json["to"],
+                "body": c.json["text"]["body"],
+                "reply_to": (c.json.get("context") or {}).get("message_id"),
+                "wamid": c.extra["wamid"],
+                "at": c.at,
+            }
+            for c in self._calls
+            if _is_delivered_send(c, to, "text")
+        ]
+
+    def _reads(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "message_id": c.json["message_id"],
+                "typing": (c.json.get("typing_indicator") or {}).get("type") == "text",
+                "at": c.at,
+            }
+            for c in self._calls
+            if c.extra.get("kind") == "read" and c.status == 200
+        ]
+
+    def _media_calls(self, kind: str) -> list[dict[str, Any]]:
+        return [
+            {"media_id": c.extra["media_id"], "status": c.status, "authorized": c.extra["authorized"], "at": c.at}
+            for c in self.calls
+            if c.extra.get("kind") == kind
+        ]
+
+    def _wait(self, collect: Callable[[], list[Any]], count: int, timeout: float, what: str) -> list[Any]:
+        with self._cond:
+            if self._cond.wait_for(lambda: len(collect()) >= count, timeout=timeout):
+                return collect()
+            got = collect()
+            failed = [
+                (c.status, (c.response or {}).get("error", {}).get("code")) for c in self._calls if c.status != 200
+            ]
+        raise AssertionError(
+            f"expected {count} {what} within {timeout}s, got {len(got)}: {got!r}; "
+            f"failed calls (status, code): {failed!r}"
+        )
+
+    def _record(self, request: Request, response: Response, **extra: Any) -> Response:
+        with self._cond:
+            self._calls.append(Recorded.of(request, response, **extra))
+            self._cond.notify_all()
+        return response
+
+    def handle(self, request: Request) -> Response:
+        if match := _DOWNLOAD_PATH.match(request.path):
+            return self._download(request, match["media_id"])
+        if request.bearer() != self.access_token:
+            kind = "other"
+            if request.path.endswith("/messages"):
+                kind = "read" if isinstance(request.json(), dict) and "status" in request.json() else "send"
+            return self._record(request, graph_error(401, 190), kind=kind, wamid=None)
+        if (match := _MESSAGES_PATH.match(request.path)) and request.method == "POST":
+            return self._messages(request, match["node"])
+        if (match := _NODE_PATH.match(request.path)) and request.method == "GET":
+            return self._node(request, match["node"])
+        response = graph_error(400, 2500, f"Unknown path components: {request.path}")
+        return self._record(request, response, kind="other")
+
+    def _messages(self, request: Request, node: str) -> Response:
+        body = request.json()
+        is_read = isinstance(body, dict) and "status" in body
+        kind = "read" if is_read else "send"
+        if node != self.phone_number_id:
+            return self._record(request, _missing_node(node, "POST"), kind=kind, wamid=None)
+        problem = _validate_read(body) if is_read else _validate_send(body)
+        if problem is not None:
+            return self._record(request, problem, kind=kind, wamid=None)
+        with self._cond:
+            queue = self._read_failures if is_read else self._send_failures
+            failure = queue.popleft() if queue else None
+        if failure is not None:
+            return self._record(request, _failure_response(failure), kind=kind, wamid=None, scripted=True)
+        if is_read:
+            return self._record(request, Response.of_json(200, {"success": True}), kind=kind, wamid=None)
+        to = body["to"]
+        wamid = "wamid." + base64.b64encode(f"FAKE:{to}:{next(self._counter)}:{uuid.uuid4().hex}".encode()).decode()
+        answer = {
+            "messaging_product": "whatsapp",
+            "contacts": [{"input": to, "wa_id": to}],
+            "messages": [{"id": wamid}],
+        }
+        return self._record(request, Response.of_json(200, answer), kind=kind, wamid=wamid)
+
+    def _node(self, request: Request, node: str) -> Response:
+        if node == self.phone_number_id:
+            info = {
+                "verified_name": "Test Business",
+                "code_verification_status": "VERIFIED",
+                "display_phone_number": "+1 555-078-3881",
+                "quality_rating": "GREEN",
+                "platform_type": "CLOUD_API",
+                "throughput": {"level": "STANDARD"},
+                "id": node,
+            }
+            return self._record(request, Response.of_json(200, info), kind="phone_number")
+        with self._cond:
+            media = self._media.get(node)
+            self._expired_media.discard(node)
+        if media is None:
+            response = _missing_node(node, "GET")
+            return self._record(request, response, kind="media_lookup", media_id=node, authorized=True)
+        size: int | str = media.declared_size if media.declared_size is not None else len(media.data)
+        answer = {
+            "messaging_product": "whatsapp",
+            "url": f"{self.url}/media-download/{media.id}",
+            "mime_type": media.mime_type,
+            "sha256": media.sha256,
+            "file_size": str(size) if media.size_as_string else size,
+            "id": media.id,
+        }
+        return self._record(request, Response.of_json(200, answer), kind="media_lookup", media_id=node, authorized=True)
+
+    def _download(self, request: Request, media_id: str) -> Response:
+        authorized = request.bearer() == self.access_token
+        with self._cond:
+            media = self._media.get(media_id)
+            expired = media_id in self._expired_media
+        if not authorized:
+            response = graph_error(401, 190)
+        elif media is None or expired:
+            response = Response(404, b"URL signature expired", content_type="text/plain")
+        else:
+            response = Response(200, media.data, content_type=media.mime_type)
+        self._record(request, response, kind="media_download", media_id=media_id, authorized=authorized)
+        return response
+
+
+def _is_delivered_send(call: Recorded, to: str | None, type_: str | None) -> bool:
+    if call.extra.get("kind") != "send" or call.status != 200:
+        return False
+    return (to is None or call.json.get("to") == to) and (type_ is None or call.json.get("type", "text") == type_)
+
+
+def _invalid(code: int, details: str) -> Response:
+    return graph_error(400, code, details=details)
+
+
+def _validate_common(body: Any) -> Response | None:
+    if not isinstance(body, dict):
+        return graph_error(400, 100, "(#100) The request body must be a JSON object")
+    if "messaging_product" not in body:
+        return graph_error(400, 100, "(#100) The parameter messaging_product is required.")
+    if body["messaging_product"] != "whatsapp":
+        return graph_error(400, 100, "(#100) Param messaging_product must be one of {WHATSAPP}")
+    return None
+
+
+def _validate_read(body: Any) -> Response | None:
+    if (problem := _validate_common(body)) is not None:
+        return problem
+    if body.get("status") != "read":
+        return graph_error(400, 100, "(#100) Param status must be one of {READ}")
+    if not body.get("message_id"):
+        return _invalid(131008, "The parameter message_id is required.")
+    return None
+
+
+def _validate_send(body: Any) -> Response | None:
+    if (problem := _validate_common(body)) is not None:
+        return problem
+    if not body.get("to"):
+        return _invalid(131008, "The parameter to is required.")
+    type_ = body.get("type", "text")  # Graph defaults the type to text
+    if type_ not in body:
+        return _invalid(131008, f"The parameter {type_} is required.")
+    if type_ == "text":
+        text = body["text"].get("body") if isinstance(body["text"], dict) else None
+        if not isinstance(text, str) or not text:
+            return _invalid(131008, "The parameter text['body'] is required.")
+        if len(text) > TEXT_BODY_LIMIT or _utf16_units(text) > TEXT_BODY_LIMIT:
+            return graph_error(
+                400, 100, f"(#100) Param text['body'] must be at most {TEXT_BODY_LIMIT} characters long."
+            )
+    context = body.get("context")
+    if context is not None and not (isinstance(context, dict) and context.get("message_id")):
+        return _invalid(131009, "The parameter context['message_id'] is invalid.")
+    return None
+
+
+def _failure_response(failure: GraphFailure) -> Response:
+    headers = (("Retry-After", f"{failure.retry_after:g}"),) if failure.retry_after is not None else ()
+    if failure.raw is not None:
+        return Response(failure.status, failure.raw, content_type="text/html", headers=headers)
+    return graph_error(
+        failure.status,
+        failure.code,
+        failure.message or None,
+        subcode=failure.subcode,
+        details=failure.details,
+        headers=headers,
+    )
