@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import string
-import time
 import unicodedata
 
 import pytest
@@ -262,23 +261,6 @@ def test_a_code_block_larger_than_the_limit_is_split_at_lines_and_refenced() -> 
     for line in lines:  # indentation inside code survives the cut
         assert sum(("\n" + line + "\n") in part for part in parts) == 1
     assert squash("".join(parts)).replace("```", "") == squash(text).replace("```", "")
-
-
-def test_splitting_a_hundred_thousand_characters_takes_well_under_100_ms() -> None:
-    texts = [
-        prose_answer(100_000),
-        ("Hello 👋🏽 world 🇫🇷 and 中文字符测试。 café " * 4000)[:100_000],
-        "x" * 100_000,
-    ]
-    for text in texts:
-        best = min(_timed(split_message, text) for _ in range(3))
-        assert best < 0.1, f"{best:.3f}s"
-
-
-def _timed(func, arg) -> float:  # type: ignore[no-untyped-def]
-    start = time.perf_counter()
-    func(arg)
-    return time.perf_counter() - start
 
 
 def test_blank_input_gives_no_parts() -> None:

@@ -275,7 +275,8 @@ class AgentWhatsAppRequestHandler:
         if size is None or size <= cap:
             return None
         log.info("message %s: %s of %d bytes is over api.max_file_size (%d)", message.id, kind, size, cap)
-        return Notice(f"Sorry, that {kind} is {_megabytes(size)}; I can only take files up to {_megabytes(cap)}.")
+        too_large = f"Sorry, that {kind} is {_readable_size(size)}"
+        return Notice(f"{too_large}; I can only take files up to {_readable_size(cap)}.")
 
     def _download(self, message: Media, kind: str) -> bytes | Notice:
         """Look the media up, check its declared size, then download it through a size-capped stream."""
@@ -311,8 +312,13 @@ class AgentWhatsAppRequestHandler:
         return Notice(f"Thanks, I received {name}, but I can't read documents yet. What would you like to know?")
 
 
-def _megabytes(size: int) -> str:
-    return f"{size / (1024 * 1024):.1f} MB"
+def _readable_size(size: int) -> str:
+    """A size as a customer reads it: 4.8 MB, 980 KB, 512 bytes."""
+    if size >= 1024 * 1024:
+        return f"{size / (1024 * 1024):.1f} MB"
+    if size >= 1024:
+        return f"{size / 1024:.0f} KB"
+    return f"{size} bytes"
 
 
 def describe(error: BaseException) -> str:

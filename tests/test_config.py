@@ -1,0 +1,126 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.service import ROOT
+from whatsapp.config import ConfigError, load_settings
+
+LIVE = {
+    "AK_WHATSAPP__ACCESS_TOKEN": "token",
+    "AK_WHATSAPP__VERIFY_TOKEN": "verify",
+    "AK_WHATSAPP__PHONE_NUMBER_ID": "106540352242922",
+}
+
+
+def load(tmp_path, environ=None, yaml_text=None, dotenv_text=None):
+    config = tmp_path / "config.yaml"
+    if yaml_text is not None:
+        config.write_text(yaml_text)
+    dotenv = tmp_path / ".env"
+    if dotenv_text is not None:
+        dotenv.write_text(dotenv_text)
+    return load_settings(
+        environ or {},
+        config_path=config if yaml_text is not None else None,
+        dotenv_path=dotenv,
+        instance_path=tmp_path / "instance",
+    )
+
+
+def test_defaults(tmp_path):
+    settings = load(tmp_path)
+    assert settings.whatsapp.api_version == "v24.0"
+    assert settings.whatsapp.graph_url == "https://graph.facebook.com"
+    assert settings.whatsapp.agent == "general"
+    assert settings.whatsapp.agent_acknowledgement is None
+    assert settings.whatsapp.typing_indicator is True
+    assert settings.api.max_file_size == 10 * 1024 * 1024
+    assert settings.worker.threads == 8
+    assert settings.openai.model == "gpt-4o-mini"
+    assert settings.store.url == f"sqlite:///{(tmp_path / 'instance' / 'whatsapp.db').resolve()}"
+    assert settings.mode == "sandbox" and not settings.signature_required
+
+
+def test_precedence_is_defaults_then_yaml_then_dotenv_then_environment(tmp_path):
+    yaml_text = (
+        "whatsapp:\n  agent: from-yaml\n  api_version: v21.0\n  agent_acknowledgement: yaml ack\n"
+        "api:\n  max_file_size: 100\n"
+    )
+    dotenv_text = "AK_WHATSAPP__AGENT=from-dotenv\nAK_WHATSAPP__API_VERSION=v25.0\n"
+    environ = {"AK_WHATSAPP__AGENT": "from-env"}
+    settings = load(tmp_path, environ, yaml_text, dotenv_text)
+    assert settings.whatsapp.agent == "from-env"  # environment beats .env
+    assert settings.whatsapp.api_version == "v25.0"  # .env beats yaml
+    assert settings.whatsapp.agent_acknowledgement == "yaml ack"  # yaml beats defaults
+    assert settings.api.max_file_size == 100
+    assert settings.worker.threads == 8  # default
+
+
+def test_openai_variables_are_read_from_the_environment_and_dotenv(tmp_path):
+    settings = load(tmp_path, {"OPENAI_BASE_URL": "http://localhost:11434/v1"}, dotenv_text="OPENAI_API_KEY=sk-x\n")
+    assert settings.openai.base_url == "http://localhost:11434/v1"
+    assert settings.openai.api_key == "sk-x"
+
+
+def test_config_path_comes_from_ak_config(tmp_path):
+    other = tmp_path / "elsewhere.yaml"
+    other.write_text("whatsapp:\n  agent: shop\n")
+    settings = load_settings({"AK_CONFIG": str(other)}, dotenv_path=None, instance_path=tmp_path)
+    assert settings.whatsapp.agent == "shop"
+
+
+@pytest.mark.parametrize(
+    ("environ", "names"),
+    [
+        ({"AK_WORKER__THREADS": "many"}, ["worker.threads", "AK_WORKER__THREADS", "config.yaml"]),
+        ({"AK_WORKER__THREADS": "0"}, ["worker.threads", "positive whole number"]),
+        ({"AK_WHATSAPP__TYPING_INDICATOR": "maybe"}, ["whatsapp.typing_indicator", "true or false"]),
+        ({"AK_WHATSAPP__NO_SUCH_THING": "1"}, ["whatsapp.no_such_thing", "not a known setting"]),
+        (
+            {"AK_WHATSAPP__ACCESS_TOKEN": "t", "AK_WHATSAPP__PHONE_NUMBER_ID": "1"},
+            ["whatsapp.verify_token", "AK_WHATSAPP__VERIFY_TOKEN"],
+        ),
+        ({**LIVE, "AK_WHATSAPP__PHONE_NUMBER_ID": ""}, ["whatsapp.phone_number_id", "AK_WHATSAPP__PHONE_NUMBER_ID"]),
+        ({"AK_STORE__URL": "postgres://x"}, ["store.url", "AK_STORE__URL"]),
+    ],
+)
+def test_a_bad_setting_is_named_in_one_sentence(tmp_path, environ, names):
+    with pytest.raises(ConfigError) as raised:
+        load(tmp_path, environ)
+    message = str(raised.value)
+    for name in names:
+        assert name in message
+    assert message.count(". ") == 0 and message.endswith(".")
+
+
+def test_yaml_errors_are_clear(tmp_path):
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load(tmp_path, yaml_text="whatsapp: [unclosed")
+    with pytest.raises(ConfigError, match="unknown section 'whatsap'"):
+        load(tmp_path, yaml_text="whatsap:\n  agent: x\n")
+
+
+def test_secrets_never_appear_in_a_config_error(tmp_path):
+    with pytest.raises(ConfigError) as raised:
+        load(tmp_path, {"AK_WHATSAPP__ACCESS_TOKEN": "EAAG-secret-token", "AK_WHATSAPP__PHONE_NUMBER_ID": "1"})
+    assert "EAAG-secret-token" not in str(raised.value)
+
+
+def test_the_service_refuses_to_start_with_one_sentence(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "AK_WORKER__THREADS": "lots", "AK_STORE__URL": f"sqlite:///{tmp_path}/x.db"}
+    result = subprocess.run(
+        [sys.executable, "-c", "import app"],
+        cwd=tmp_path,
+        env={**env, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 3
+    assert result.stderr.strip() == (
+        "Configuration error: worker.threads must be a positive whole number, not 'lots': "
+        "set AK_WORKER__THREADS in the environment or .env, or worker.threads in config.yaml."
+    )
