@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import requests
-from requests.adapters import HTTPAdapter
+from requests.adapters import BaseAdapter, HTTPAdapter
 from urllib3.util.retry import Retry
 
 log = logging.getLogger("whatsapp.client")
@@ -248,6 +248,10 @@ class GraphClient:
         what = "phone_number"
         response = self._request("GET", f"{self._base}/{quote(self._phone_number_id, safe='')}", what)
         return self._json(response, what)
+
+    def mount(self, prefix: str, adapter: BaseAdapter) -> None:
+        """Route URLs under ``prefix`` through ``adapter`` (sandbox mode answers Graph calls in-process)."""
+        self._session.mount(prefix, adapter)
 
     def close(self) -> None:
         """Close the pooled connections."""
