@@ -1,7 +1,8 @@
 """Agents, one plain Python module each, and the small runtime they import.
 
-Every module in this package (other than the runtime's own) that defines :class:`Agent` objects at module level
-registers them by name; ``whatsapp.agent`` picks the entry agent by that name.
+Every module in this package that defines :class:`Agent` objects at module level registers them by name (the
+runtime's own modules, runtime, tools, history and offline, are skipped); ``whatsapp.agent`` picks the entry agent
+by that name.
 """
 
 from __future__ import annotations
@@ -9,11 +10,28 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from .runtime import Agent, RunContext, Runner, RunResult, trim_history
+from .history import estimate_tokens, stub_old_images, trim_history
+from .offline import OfflineModel
+from .runtime import Agent, ChatModel, Runner, RunResult, handoff_tool_name
+from .tools import FunctionTool, RunContext, tool
 
-__all__ = ["Agent", "RunContext", "RunResult", "Runner", "load_agents", "trim_history"]
+__all__ = [
+    "Agent",
+    "ChatModel",
+    "FunctionTool",
+    "OfflineModel",
+    "RunContext",
+    "RunResult",
+    "Runner",
+    "estimate_tokens",
+    "handoff_tool_name",
+    "load_agents",
+    "stub_old_images",
+    "tool",
+    "trim_history",
+]
 
-_RUNTIME_MODULES = {"runtime"}
+_RUNTIME_MODULES = {"runtime", "tools", "history", "offline"}
 
 
 def load_agents() -> dict[str, Agent]:
