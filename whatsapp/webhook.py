@@ -42,7 +42,7 @@ def verify() -> Response:
         return _text("missing hub.mode, hub.verify_token or hub.challenge", 400)
     expected = settings.whatsapp.verify_token or ""
     if mode == "subscribe" and expected and hmac.compare_digest(token.encode(), expected.encode()):
-        log.info("webhook verified by Meta")
+        log.info("webhook verify challenge answered")
         return _text(challenge, 200)
     log.warning("webhook verification refused: wrong verify token or mode")
     return _text("verification failed", 403)

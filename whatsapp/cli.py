@@ -1,0 +1,180 @@
+"""``flask --app app whatsapp ...``: doctor, send, replay."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import click
+import openai
+from flask import current_app
+from flask.cli import with_appcontext
+
+from .client import GraphAPIError
+from .config import Settings, how_to_set
+from .privacy import mask_secret
+from .store import StoreUnavailable
+
+
+@click.group("whatsapp")
+def whatsapp() -> None:
+    """Check, send and replay WhatsApp messages with this app's settings."""
+
+
+@dataclass(frozen=True)
+class Check:
+    ok: bool
+    what: str
+    fix: str = ""
+    warning: bool = False  # works, but worth fixing; does not fail the doctor
+
+    def line(self) -> str:
+        if self.warning:
+            mark = click.style("!", fg="yellow")
+        else:
+            mark = click.style("✔", fg="green") if self.ok else click.style("✘", fg="red")
+        fix = f"\n      fix: {self.fix}" if self.fix and (self.warning or not self.ok) else ""
+        return f"  {mark} {self.what}{fix}"
+
+
+@whatsapp.command()
+@with_appcontext
+def doctor() -> None:
+    """Check the settings, the Graph API credentials, the webhook, the store and the model."""
+    service = current_app.extensions["whatsapp"]
+    sections: list[tuple[str, Callable[[], list[Check]]]] = [
+        ("Settings", lambda: _settings_checks(service.settings)),
+        ("Graph API", lambda: [_graph_check(service)]),
+        ("Webhook", lambda: [_webhook_check(service.settings)]),
+        ("Store", lambda: [_store_check(service)]),
+        ("Model", lambda: [_model_check(service.settings)]),
+    ]
+    failed = 0
+    for title, run in sections:
+        click.echo(click.style(title, bold=True))
+        for check in run():
+            click.echo(check.line())
+            failed += not check.ok
+    click.echo()
+    click.echo("All checks passed." if not failed else f"{failed} check(s) failed; see the fixes above.")
+    sys.exit(1 if failed else 0)
+
+
+def _settings_checks(settings: Settings) -> list[Check]:
+    whatsapp_settings = settings.whatsapp
+    checks = [Check(True, f"mode: {settings.mode}")]
+    if settings.mode == "sandbox":
+        checks.append(
+            Check(True, "no access token: the local simulator and a fake Graph API stand in for Meta (/simulator)")
+        )
+    for key in ("access_token", "verify_token", "phone_number_id", "app_secret"):
+        value = getattr(whatsapp_settings, key)
+        if value:
+            shown = value if key == "phone_number_id" else mask_secret(value)
+            checks.append(Check(True, f"whatsapp.{key} is set ({shown})"))
+        elif key == "app_secret":
+            unchecked = "whatsapp.app_secret is not set: webhook signatures are not checked"
+            checks.append(Check(True, unchecked, how_to_set("whatsapp", key), warning=True))
+        else:
+            checks.append(Check(False, f"whatsapp.{key} is not set", how_to_set("whatsapp", key)))
+    checks.append(Check(True, f"agent: {whatsapp_settings.agent}; Graph API {whatsapp_settings.api_version}"))
+    return checks
+
+
+def _graph_check(service) -> Check:  # noqa: ANN001 - the app's WhatsAppService
+    client = service.handler.client
+    try:
+        number = client.phone_number()
+    except GraphAPIError as error:
+        return Check(False, f"GET /{{phone_number_id}} failed: {error}", _graph_fix(error))
+    name = number.get("verified_name", "?")
+    return Check(True, f"token and phone number id work: {name} ({number.get('display_phone_number', '?')})")
+
+
+def _graph_fix(error: GraphAPIError) -> str:
+    if error.auth_failed:
+        return f"replace the access token with a valid permanent one: {how_to_set('whatsapp', 'access_token')}"
+    if error.code == 100 or error.status == 404:
+        return (
+            "whatsapp.phone_number_id must be the id shown in WhatsApp > API Setup, not the phone number: "
+            + how_to_set("whatsapp", "phone_number_id")
+        )
+    if error.status is None:
+        return f"the Graph API could not be reached; check the network and {how_to_set('whatsapp', 'graph_url')}"
+    return "see Meta's error message above"
+
+
+def _webhook_check(settings: Settings) -> Check:
+    token = settings.whatsapp.verify_token or ""
+    query = {"hub.mode": "subscribe", "hub.verify_token": token, "hub.challenge": "8675309"}
+    response = current_app.test_client().get("/whatsapp/webhook", query_string=query)
+    if response.status_code == 200 and response.get_data(as_text=True) == "8675309":
+        return Check(True, "GET /whatsapp/webhook answers Meta's verify challenge")
+    return Check(
+        False,
+        f"GET /whatsapp/webhook answered {response.status_code} to the verify challenge",
+        how_to_set("whatsapp", "verify_token"),
+    )
+
+
+def _store_check(service) -> Check:  # noqa: ANN001
+    url = service.settings.store.url
+    try:
+        counts = service.store.stats()["messages"]
+    except StoreUnavailable as error:
+        return Check(False, f"store {url} is not reachable: {error}", how_to_set("store", "url"))
+    summary = ", ".join(f"{n} {state}" for state, n in counts.items() if n) or "empty"
+    return Check(True, f"store {url} is reachable ({summary})")
+
+
+def _model_check(settings: Settings) -> Check:
+    config = settings.openai
+    if not (config.api_key or config.base_url):
+        return Check(
+            True,
+            "no model configured: the offline demonstration model answers "
+            "(set OPENAI_API_KEY, or OPENAI_BASE_URL for a local OpenAI-compatible server)",
+        )
+    client = openai.OpenAI(
+        api_key=config.api_key or "no-key-needed", base_url=config.base_url, timeout=10, max_retries=0
+    )
+    where = config.base_url or "api.openai.com"
+    try:
+        names = [model.id for model in client.models.list()]
+    except openai.AuthenticationError:
+        return Check(False, f"the model endpoint {where} refused the API key", "set a valid OPENAI_API_KEY")
+    except openai.OpenAIError as error:
+        return Check(
+            False, f"the model endpoint {where} did not answer: {type(error).__name__}", "check OPENAI_BASE_URL"
+        )
+    listed = "listed" if config.model in names else "not listed; check the name"
+    return Check(True, f"the model endpoint {where} answers; {config.model} is {listed}")
+
+
+@whatsapp.command()
+@click.argument("to")
+@click.argument("text")
+@with_appcontext
+def send(to: str, text: str) -> None:
+    """Send TEXT to the WhatsApp number TO (digits, with country code)."""
+    handler = current_app.extensions["whatsapp"].handler
+    try:
+        handler._send_message(to.lstrip("+"), text)
+    except GraphAPIError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"sent to {to}")
+
+
+@whatsapp.command()
+@click.argument("message_id")
+@with_appcontext
+def replay(message_id: str) -> None:
+    """Process a stored inbound message again (for instance a failed one); a running server answers it."""
+    store = current_app.extensions["whatsapp"].store
+    row = store.get(message_id)
+    if row is None:
+        raise click.ClickException(f"no message {message_id} in the store")
+    if not store.requeue(message_id):
+        raise click.ClickException(f"message {message_id} is {row['state']}: only done or failed ones can be replayed")
+    click.echo(f"message {message_id} was {row['state']}; it is received again and the next free worker answers it")
