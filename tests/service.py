@@ -95,7 +95,7 @@ class Service:
             try:
                 if self.http.get(self.url + "/healthz", timeout=1).status_code in (200, 503):
                     return self
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # bound, but the workers are still booting
                 time.sleep(0.05)
         raise AssertionError(f"gunicorn did not answer within {timeout}s:\n{self.logs()}")
 

@@ -7,10 +7,11 @@ import importlib
 import logging
 from dataclasses import dataclass
 
+import click
 import openai
 from flask import Flask
 
-from agents import Agent, Runner, load_agents
+from agents import Agent, OfflineModel, Runner, load_agents
 
 from .client import GraphClient
 from .config import ConfigError, Settings, how_to_set, load_settings
@@ -35,12 +36,20 @@ def create_app(
     settings: Settings | None = None,
     *,
     handler: type[AgentWhatsAppRequestHandler] | None = None,
-    start_worker: bool = True,
+    start_worker: bool | None = None,
 ) -> Flask:
-    """Build the Flask app. Raises :class:`ConfigError` (one sentence) when a setting is missing or wrong."""
+    """Build the Flask app. Raises :class:`ConfigError` (one sentence) when a setting is missing or wrong.
+
+    The worker starts in a server process (gunicorn, ``flask run``) and not for other ``flask`` commands, so that
+    ``flask whatsapp doctor`` never claims a customer's message. ``start_worker`` overrides that choice.
+    """
     app = Flask("whatsapp", root_path=None)
     _configure_logging()
     settings = settings or load_settings(instance_path=app.instance_path)
+    if settings.mode == "sandbox":
+        from . import sandbox
+
+        settings = sandbox.configure(settings, app.instance_path)
     app.config["MAX_CONTENT_LENGTH"] = None  # the webhook enforces its own limit with a plain 413
 
     agents = _load_agents(settings)
@@ -52,32 +61,44 @@ def create_app(
         api_version=settings.whatsapp.api_version,
         pool_size=settings.worker.threads + 2,
     )
+    if settings.mode == "sandbox":
+        sandbox.init_app(app, client)
     handler_class = handler or _handler_class(settings)
     job_handler = handler_class(settings=settings, store=store, client=client, runner=_runner(settings), agents=agents)
     worker = Worker(store, job_handler, settings.worker, retention_days=settings.store.retention_days)
     app.extensions["whatsapp"] = WhatsAppService(settings=settings, store=store, worker=worker, handler=job_handler)
 
+    from .cli import whatsapp as whatsapp_cli
     from .health import bp as health_bp
     from .webhook import bp as webhook_bp
 
     app.register_blueprint(webhook_bp)
     app.register_blueprint(health_bp)
+    app.cli.add_command(whatsapp_cli)
 
     if not settings.signature_required:
         log.warning(
             "whatsapp.app_secret is not set: webhook signatures are NOT checked (%s)",
             how_to_set("whatsapp", "app_secret"),
         )
-    if start_worker:
+    if start_worker if start_worker is not None else _serving():
         worker.start()
         atexit.register(worker.stop)
     return app
+
+
+def _serving() -> bool:
+    """True under gunicorn or ``flask run``; False while another ``flask`` command loads the app."""
+    context = click.get_current_context(silent=True)
+    return context is None or context.info_name == "run"
 
 
 def _configure_logging() -> None:
     root = logging.getLogger()
     if not root.handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s")
+        for chatty in ("httpx", "httpx2", "urllib3"):  # one line per model call would drown the message lines
+            logging.getLogger(chatty).setLevel(logging.WARNING)
 
 
 def _load_agents(settings: Settings) -> dict[str, Agent]:
@@ -109,7 +130,11 @@ def _handler_class(settings: Settings) -> type[AgentWhatsAppRequestHandler]:
 
 
 def _runner(settings: Settings) -> Runner:
+    """The real model through the ``openai`` SDK; the offline demonstration model when none is configured."""
     config = settings.openai
+    if not (config.api_key or config.base_url):
+        log.warning("no OPENAI_API_KEY or OPENAI_BASE_URL: agents answer with the offline demonstration model")
+        return Runner(OfflineModel(), config.model)
     client = openai.OpenAI(
         api_key=config.api_key or "no-key-needed",
         base_url=config.base_url,
