@@ -35,6 +35,7 @@ class WhatsAppSettings:
     handler: str | None = None
     allowed_senders: tuple[str, ...] = ()
     rate_limit_per_minute: int = 20
+    commands: bool = True  # /reset and /help
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,10 @@ class OpenAISettings:
     base_url: str | None = None
     timeout: float = 60.0
     history_tokens: int = 8000
+    history_images: int = 3
     max_input_chars: int = 8000
+    max_steps: int = 8
+    transcription_model: str = "whisper-1"
 
 
 @dataclass(frozen=True)

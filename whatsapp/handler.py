@@ -12,42 +12,30 @@ import base64
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import openai
 
 from agents import Agent, RunContext, Runner, trim_history
 
-from .client import GraphAPIError, GraphClient, MediaTooLarge
+from .client import GraphAPIError, GraphClient
 from .config import Settings
 from .formatting import format_reply
-from .messages import (
-    Audio,
-    Button,
-    Contacts,
-    Document,
-    Edit,
-    Image,
-    Interactive,
-    Location,
-    Media,
-    Message,
-    Order,
-    Reaction,
-    Revoke,
-    Sticker,
-    System,
-    Text,
-    Video,
-    parse_message,
-)
+from .messages import Message, parse_message
 from .privacy import mask
+from .questions import MEDIA_URL_PREFIX, Note, Notice, Question, QuestionBuilder, Transcriber
 from .store import Job, Store
 
 log = logging.getLogger("whatsapp.handler")
 
 APOLOGY = "Sorry, something went wrong on our side and I could not answer that. Please try again in a moment."
-UNSUPPORTED = "Sorry, I can't read this kind of message yet. Please send text, a photo or a document."
+RESET_DONE = "Done: I have forgotten our conversation. What can I do for you?"
+HELP = (
+    "I'm an assistant on WhatsApp. Send me a question as text, a voice note, a photo or a document "
+    "(PDF or text) and I'll answer here.\n\n/reset starts our conversation over.\n/help shows this message."
+)
+TYPING_RENEWAL = 20.0  # seconds; WhatsApp hides "typing…" after about 25 s
 RATE_LIMITED = "You are sending messages faster than I can answer. Please wait a minute before sending more."
 
 # Reply slots: each reply a job sends has a fixed slot, so a resumed job finds what it already sent.
@@ -60,32 +48,25 @@ class LostClaim(Exception):
     """Another worker took this message over (our lease expired); stop without sending anything more."""
 
 
-@dataclass(frozen=True)
-class Question:
-    """What the model is asked (``content``) and what the history keeps of it (``summary``, text only)."""
-
-    content: str | list[dict]
-    summary: str
-
-
-@dataclass(frozen=True)
-class Notice:
-    """A short reply sent without asking the model (too large a file, an unsupported type...)."""
-
-    text: str
-
-
 class AgentWhatsAppRequestHandler:
     """Answers one claimed message at a time; a worker thread calls :meth:`process`."""
 
     def __init__(
-        self, *, settings: Settings, store: Store, client: GraphClient, runner: Runner, agents: dict[str, Agent]
+        self,
+        *,
+        settings: Settings,
+        store: Store,
+        client: GraphClient,
+        runner: Runner,
+        agents: dict[str, Agent],
+        transcribe: Transcriber,
     ) -> None:
         self.settings = settings
         self.store = store
         self.client = client
         self.runner = runner
         self.agents = agents
+        self.questions = QuestionBuilder(settings, client, store, transcribe)
         self._current = threading.local()
 
     # called by the worker ----------------------------------------------------------------------------------------
@@ -117,7 +98,7 @@ class AgentWhatsAppRequestHandler:
             return error.status_code in (408, 409, 429) or error.status_code >= 500
         if isinstance(error, openai.APIConnectionError):
             return True
-        if isinstance(error, openai.OpenAIError | MediaTooLarge | LostClaim):
+        if isinstance(error, openai.OpenAIError | LostClaim):
             return False
         return True  # unexpected errors are retried within the budget, then the message fails
 
@@ -141,14 +122,9 @@ class AgentWhatsAppRequestHandler:
 
         answer = job.answer
         if answer is None:
-            question = self._question(parsed)
-            if question is None:
-                log.info("message %s: %s message needs no answer", parsed.id, parsed.type or "untyped")
+            answer = self._answer(job, parsed)
+            if answer is None:
                 return
-            if isinstance(question, Notice):
-                self._send_reply(sender, question.text, parsed.id, ANSWER_SLOT)
-                return
-            answer = self._ask_agent(job, parsed, question)
         self._send_reply(sender, answer, parsed.id, ANSWER_SLOT)
 
     def _send_message(self, to: str, text: str, reply_to: str | None = None) -> None:
@@ -202,123 +178,93 @@ class AgentWhatsAppRequestHandler:
             self._send_reply(job.sender, RATE_LIMITED, job.id, ANSWER_SLOT)
         return True
 
+    def _answer(self, job: Job, message: Message) -> str | None:
+        """The answer to store and send, or None when the message gets no agent answer (it may get a notice)."""
+        command = self._command(job, message)
+        if command is not None:
+            return command
+        outcome = self.questions.build(message)
+        if outcome is None:
+            log.info("message %s: %s message needs no answer", message.id, message.type or "untyped")
+            return None
+        if isinstance(outcome, Note):
+            self.store.save_answer(job.id, job.holder, job.sender, "", [{"role": "user", "content": outcome.text}])
+            return None
+        if isinstance(outcome, Notice):
+            return outcome.text
+        return self._ask_agent(job, message, outcome)
+
+    def _command(self, job: Job, message: Message) -> str | None:
+        """``/reset`` (or "reset" alone) and ``/help``, unless switched off with ``whatsapp.commands``."""
+        if not self.settings.whatsapp.commands:
+            return None
+        word = (message.text or "").strip().lower() if message.type == "text" else ""
+        if word in ("/reset", "reset"):
+            self.store.clear_history(job.sender)
+            log.info("message %s: conversation reset by the customer", job.id)
+            return RESET_DONE
+        if word == "/help":
+            return HELP
+        return None
+
     def _ask_agent(self, job: Job, message: Message, question: Question) -> str:
-        agent = self.agents[self.settings.whatsapp.agent]
-        history = trim_history(self.store.history(job.sender), self.settings.openai.history_tokens)
+        session = self.store.session(job.sender)
+        agent = self.agents.get(session.get("agent", ""), self.agents[self.settings.whatsapp.agent])
+        openai_settings = self.settings.openai
+        history = trim_history(
+            self.store.history(job.sender), openai_settings.history_tokens, openai_settings.history_images
+        )
         context = RunContext(sender=job.sender, profile_name=message.profile_name)
         started = time.monotonic()
-        result = self.runner.run(agent, history, question.content, context)
+        with self._typing_kept_up(message.id):
+            result = self.runner.run(
+                agent, self._with_media(history), self._with_media_content(question.content), context
+            )
         log.info("message %s: agent %s answered in %.2fs", job.id, result.agent, time.monotonic() - started)
-        turns = [{"role": "user", "content": question.summary}, *result.new_items[1:]]
+        turns = [{"role": "user", "content": question.content}, *result.new_items[1:]]
         answer = result.text or "…"
-        self.store.save_answer(job.id, job.holder, job.sender, answer, turns)
+        if question.prefix:
+            answer = f"{question.prefix}\n\n{answer}"
+        self.store.save_answer(job.id, job.holder, job.sender, answer, turns, session={"agent": result.agent})
         return answer
 
-    def _question(self, message: Message) -> Question | Notice | None:
-        """What to ask the model about ``message``; a :class:`Notice` to answer without it; None for no answer."""
-        match message:
-            case Text() | Interactive() | Button():
-                return self._text_question(message.text or "")
-            case Edit(edited=Message() as edited):
-                question = self._question(edited)
-                if isinstance(question, Question):
-                    note = "(The customer edited an earlier message; the new version follows.)\n"
-                    return self._text_question(note + question.summary)
-                return question
-            case Image():
-                return self._image_question(message)
-            case Document():
-                return self._document_question(message)
-            case Location():
-                place = ", ".join(part for part in (message.name, message.address) if part)
-                where = f"{place} " if place else ""
-                return self._text_question(
-                    f"[The customer shared a location: {where}(latitude {message.latitude}, "
-                    f"longitude {message.longitude})]"
-                )
-            case Contacts():
-                cards = "; ".join(
-                    f"{card.formatted_name or 'unnamed'} ({', '.join(card.phones) or 'no phone'})"
-                    for card in message.contacts
-                )
-                return self._text_question(f"[The customer shared contact cards: {cards}]")
-            case Order():
-                items = "; ".join(
-                    f"{item.quantity} x {item.product_retailer_id} at {item.item_price} {item.currency}"
-                    for item in message.items
-                )
-                note = f" with the note: {message.text}" if message.text else ""
-                return self._text_question(f"[The customer placed an order: {items}]{note}")
-            case Audio():
-                return Notice("Sorry, I can't listen to voice notes or audio yet. Could you type your message?")
-            case Video():
-                if message.caption:
-                    return self._text_question(f"{message.caption}\n[The customer sent a video; you cannot watch it.]")
-                return Notice("Sorry, I can't watch videos. Could you tell me in words what you need?")
-            case Reaction() | System() | Revoke() | Sticker():
-                return None
-            case _:
-                log.info("message %s: unsupported type %r", message.id, message.type)
-                return Notice(UNSUPPORTED)
+    @contextmanager
+    def _typing_kept_up(self, message_id: str) -> Iterator[None]:
+        """Renew "typing…" while the agent works: WhatsApp hides it after about 25 seconds."""
+        done = threading.Event()
 
-    def _text_question(self, text: str) -> Question | None:
-        text = text.strip()
-        if not text:
-            return None
-        cap = self.settings.openai.max_input_chars
-        if len(text) > cap:
-            text = text[:cap] + f"\n[The message was cut to its first {cap} characters.]"
-        return Question(content=text, summary=text)
+        def renew() -> None:
+            while not done.wait(TYPING_RENEWAL):
+                self._show_typing(message_id)
 
-    def _media_too_large(self, message: Media, size: int | None, kind: str) -> Notice | None:
-        cap = self.settings.api.max_file_size
-        if size is None or size <= cap:
-            return None
-        log.info("message %s: %s of %d bytes is over api.max_file_size (%d)", message.id, kind, size, cap)
-        too_large = f"Sorry, that {kind} is {_readable_size(size)}"
-        return Notice(f"{too_large}; I can only take files up to {_readable_size(cap)}.")
-
-    def _download(self, message: Media, kind: str) -> bytes | Notice:
-        """Look the media up, check its declared size, then download it through a size-capped stream."""
-        info = self.client.media_info(message.media_id or "")
-        notice = self._media_too_large(message, info.file_size, kind)
-        if notice:
-            return notice
+        if self.settings.whatsapp.typing_indicator:
+            threading.Thread(target=renew, name=f"typing-{message_id[-8:]}", daemon=True).start()
         try:
-            return self.client.download_media(info.url, self.settings.api.max_file_size)
-        except MediaTooLarge as error:
-            return self._media_too_large(message, error.size, kind) or Notice(UNSUPPORTED)
+            yield
+        finally:
+            done.set()
 
-    def _image_question(self, message: Image) -> Question | Notice:
-        data = self._download(message, "image")
-        if isinstance(data, Notice):
-            return data
-        caption = (message.caption or "").strip()
-        mime_type = message.mime_type or "image/jpeg"
-        url = f"data:{mime_type};base64,{base64.b64encode(data).decode('ascii')}"
-        text = caption or "The customer sent this image without a caption."
-        content = [{"type": "text", "text": text}, {"type": "image_url", "image_url": {"url": url}}]
-        summary = f"[image] {caption}" if caption else "[image]"
-        return Question(content=content, summary=summary)
+    def _with_media(self, items: list[dict]) -> list[dict]:
+        return [{**item, "content": self._with_media_content(item["content"])} for item in items]
 
-    def _document_question(self, message: Document) -> Question | Notice:
-        info = self.client.media_info(message.media_id or "")
-        notice = self._media_too_large(message, info.file_size, "document")
-        if notice:
-            return notice
-        name = message.filename or "a document"
-        if message.caption:
-            return self._text_question(f"{message.caption}\n[The customer attached {name}; you cannot open it.]")
-        return Notice(f"Thanks, I received {name}, but I can't read documents yet. What would you like to know?")
-
-
-def _readable_size(size: int) -> str:
-    """A size as a customer reads it: 4.8 MB, 980 KB, 512 bytes."""
-    if size >= 1024 * 1024:
-        return f"{size / (1024 * 1024):.1f} MB"
-    if size >= 1024:
-        return f"{size / 1024:.0f} KB"
-    return f"{size} bytes"
+    def _with_media_content(self, content: object) -> object:
+        """Stored ``media:<id>`` image references replaced by data URLs of the stored bytes."""
+        if not isinstance(content, list):
+            return content
+        parts = []
+        for part in content:
+            url = part.get("image_url", {}).get("url", "") if part.get("type") == "image_url" else ""
+            if not url.startswith(MEDIA_URL_PREFIX):
+                parts.append(part)
+                continue
+            stored = self.store.media(url.removeprefix(MEDIA_URL_PREFIX))
+            if stored is None:
+                parts.append({"type": "text", "text": "[an earlier image, no longer kept]"})
+                continue
+            mime_type, data = stored
+            data_url = f"data:{mime_type};base64,{base64.b64encode(data).decode('ascii')}"
+            parts.append({"type": "image_url", "image_url": {"url": data_url}})
+        return parts
 
 
 def describe(error: BaseException) -> str:

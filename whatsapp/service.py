@@ -16,6 +16,7 @@ from agents import Agent, OfflineModel, Runner, load_agents
 from .client import GraphClient
 from .config import ConfigError, Settings, how_to_set, load_settings
 from .handler import AgentWhatsAppRequestHandler
+from .questions import Transcriber
 from .store import Store, open_store
 from .worker import Worker
 
@@ -64,7 +65,10 @@ def create_app(
     if settings.mode == "sandbox":
         sandbox.init_app(app, client)
     handler_class = handler or _handler_class(settings)
-    job_handler = handler_class(settings=settings, store=store, client=client, runner=_runner(settings), agents=agents)
+    runner, transcribe = _model(settings)
+    job_handler = handler_class(
+        settings=settings, store=store, client=client, runner=runner, agents=agents, transcribe=transcribe
+    )
     worker = Worker(store, job_handler, settings.worker, retention_days=settings.store.retention_days)
     app.extensions["whatsapp"] = WhatsAppService(settings=settings, store=store, worker=worker, handler=job_handler)
 
@@ -129,16 +133,28 @@ def _handler_class(settings: Settings) -> type[AgentWhatsAppRequestHandler]:
     return found
 
 
-def _runner(settings: Settings) -> Runner:
+def _model(settings: Settings) -> tuple[Runner, Transcriber]:
     """The real model through the ``openai`` SDK; the offline demonstration model when none is configured."""
     config = settings.openai
     if not (config.api_key or config.base_url):
         log.warning("no OPENAI_API_KEY or OPENAI_BASE_URL: agents answer with the offline demonstration model")
-        return Runner(OfflineModel(), config.model)
+        return Runner(OfflineModel(), config.model, config.max_steps), _offline_transcript
     client = openai.OpenAI(
         api_key=config.api_key or "no-key-needed",
         base_url=config.base_url,
         timeout=config.timeout,
         max_retries=2,
     )
-    return Runner(client.chat.completions, config.model)
+
+    def transcribe(audio: bytes, filename: str, mime_type: str) -> str:
+        result = client.audio.transcriptions.create(model=config.transcription_model, file=(filename, audio, mime_type))
+        return result.text
+
+    return Runner(client.chat.completions, config.model, config.max_steps), transcribe
+
+
+def _offline_transcript(audio: bytes, filename: str, mime_type: str) -> str:
+    return (
+        f"[a voice note of {len(audio) // 1024} KB that the offline demonstration model cannot transcribe; "
+        "set OPENAI_API_KEY to have it heard]"
+    )

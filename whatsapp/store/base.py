@@ -91,8 +91,17 @@ class Store(ABC):
 
     # answered
     @abstractmethod
-    def save_answer(self, message_id: str, holder: str, sender: str, answer: str, turns: Sequence[dict]) -> None:
-        """Store the agent's answer and append its turns to the sender's history, in one transaction."""
+    def save_answer(
+        self,
+        message_id: str,
+        holder: str,
+        sender: str,
+        answer: str,
+        turns: Sequence[dict],
+        session: dict[str, Any] | None = None,
+    ) -> None:
+        """Store the agent's answer, append its turns to the sender's history and replace the sender's session
+        (who is handling the customer after a handoff) when one is given, in one transaction."""
 
     @abstractmethod
     def plan_replies(
@@ -115,7 +124,21 @@ class Store(ABC):
         """The sender's conversation turns, oldest first."""
 
     @abstractmethod
-    def clear_history(self, sender: str) -> None: ...
+    def session(self, sender: str) -> dict[str, Any]:
+        """The sender's session (empty when there is none)."""
+
+    @abstractmethod
+    def clear_history(self, sender: str) -> None:
+        """Forget the sender's history and session: the conversation starts over."""
+
+    # media
+    @abstractmethod
+    def save_media(self, media_id: str, mime_type: str, data: bytes) -> None:
+        """Keep an attachment's bytes (Meta's download URLs expire) until retention prunes them."""
+
+    @abstractmethod
+    def media(self, media_id: str) -> tuple[str, bytes] | None:
+        """An attachment's MIME type and bytes, or None once pruned."""
 
     # operations
     @abstractmethod
@@ -136,7 +159,7 @@ class Store(ABC):
 
     @abstractmethod
     def prune(self, older_than: float) -> int:
-        """Delete finished messages (and their replies) last updated before ``older_than``."""
+        """Delete finished messages (and their replies) and media last updated before ``older_than``."""
 
     @abstractmethod
     def close(self) -> None: ...

@@ -60,6 +60,17 @@ CREATE TABLE IF NOT EXISTS history (
     created_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS history_sender ON history (sender, id);
+CREATE TABLE IF NOT EXISTS sessions (
+    sender TEXT PRIMARY KEY,
+    data TEXT NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS media (
+    id TEXT PRIMARY KEY,
+    mime_type TEXT NOT NULL,
+    data BLOB NOT NULL,
+    created_at REAL NOT NULL
+);
 """
 
 # The head of each customer's queue, when nobody holds a live lease on that customer's messages.
@@ -225,9 +236,23 @@ class SQLiteStore(Store):
 
     # answered ----------------------------------------------------------------------------------------------------
 
-    def save_answer(self, message_id: str, holder: str, sender: str, answer: str, turns: Sequence[dict]) -> None:
+    def save_answer(
+        self,
+        message_id: str,
+        holder: str,
+        sender: str,
+        answer: str,
+        turns: Sequence[dict],
+        session: dict[str, Any] | None = None,
+    ) -> None:
         now = time.time()
         with self._write() as db:
+            if session is not None:
+                db.execute(
+                    "INSERT INTO sessions (sender, data, updated_at) VALUES (?, ?, ?)"
+                    " ON CONFLICT (sender) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at",
+                    (sender, json.dumps(session), now),
+                )
             db.execute(
                 "UPDATE inbox SET state = 'answered', answer = ?, updated_at = ? WHERE id = ? AND holder = ?",
                 (answer, now, message_id, holder),
@@ -285,9 +310,27 @@ class SQLiteStore(Store):
         rows = self._read("SELECT item FROM history WHERE sender = ? ORDER BY id", (sender,))
         return [json.loads(row["item"]) for row in rows]
 
+    def session(self, sender: str) -> dict[str, Any]:
+        rows = self._read("SELECT data FROM sessions WHERE sender = ?", (sender,))
+        return json.loads(rows[0]["data"]) if rows else {}
+
     def clear_history(self, sender: str) -> None:
         with self._write() as db:
             db.execute("DELETE FROM history WHERE sender = ?", (sender,))
+            db.execute("DELETE FROM sessions WHERE sender = ?", (sender,))
+
+    # media -------------------------------------------------------------------------------------------------------
+
+    def save_media(self, media_id: str, mime_type: str, data: bytes) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO media (id, mime_type, data, created_at) VALUES (?, ?, ?, ?)",
+                (media_id, mime_type, data, time.time()),
+            )
+
+    def media(self, media_id: str) -> tuple[str, bytes] | None:
+        rows = self._read("SELECT mime_type, data FROM media WHERE id = ?", (media_id,))
+        return (rows[0]["mime_type"], bytes(rows[0]["data"])) if rows else None
 
     # operations --------------------------------------------------------------------------------------------------
 
@@ -336,6 +379,7 @@ class SQLiteStore(Store):
                 (older_than,),
             )
             cursor = db.execute("DELETE FROM inbox WHERE state IN ('done', 'failed') AND updated_at < ?", (older_than,))
+            db.execute("DELETE FROM media WHERE created_at < ?", (older_than,))
         return cursor.rowcount
 
     def close(self) -> None:

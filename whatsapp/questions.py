@@ -1,0 +1,219 @@
+"""What to ask the agent about an inbound message, for every kind of message WhatsApp delivers.
+
+Attachments are looked up and their declared size checked against ``api.max_file_size`` before any download; the
+download itself is capped too. Images are kept in the store and referred to from history as ``media:<id>`` so a
+follow-up question a few turns later still shows the model the picture (Meta's download URLs expire).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .client import GraphAPIError, GraphClient, MediaTooLarge
+from .config import Settings
+from .documents import UnreadableDocument, read_text, readable
+from .messages import (
+    Audio,
+    Contacts,
+    Document,
+    Edit,
+    Image,
+    Location,
+    Media,
+    Message,
+    Order,
+    Reaction,
+    Revoke,
+    Sticker,
+    System,
+    Unknown,
+    Unsupported,
+    Video,
+)
+from .store import Store
+
+log = logging.getLogger("whatsapp.questions")
+
+MEDIA_URL_PREFIX = "media:"
+UNSUPPORTED = "Sorry, I can't read this kind of message yet. Please send text, a photo, a voice note or a document."
+VIDEO_NOT_WATCHED = "I can't watch videos, so I went by your caption."
+
+Transcriber = Callable[[bytes, str, str], str]  # (audio bytes, file name, MIME type) -> transcript
+
+
+@dataclass(frozen=True)
+class Question:
+    """Ask the agent ``content`` (kept in history as it is); ``prefix`` goes before the agent's answer."""
+
+    content: str | list[dict]
+    prefix: str = ""
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Reply with ``text`` without asking the agent (a file too large, an unsupported type...)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Note:
+    """Keep ``text`` in the conversation's history without answering (a reaction)."""
+
+    text: str
+
+
+Outcome = Question | Notice | Note | None
+
+
+class QuestionBuilder:
+    def __init__(self, settings: Settings, client: GraphClient, store: Store, transcribe: Transcriber) -> None:
+        self.settings = settings
+        self.client = client
+        self.store = store
+        self.transcribe = transcribe
+
+    def build(self, message: Message) -> Outcome:
+        """The question for ``message``; a :class:`Notice` or :class:`Note` instead; None when nothing is due."""
+        match message:
+            case Edit(edited=Message() as edited):
+                outcome = self.build(edited)
+                if isinstance(outcome, Question) and isinstance(outcome.content, str):
+                    return self.text(
+                        "(The customer edited an earlier message; the new version follows.)\n" + outcome.content
+                    )
+                return outcome
+            case Image():
+                return self._image(message)
+            case Audio():
+                return self._audio(message)
+            case Document():
+                return self._document(message)
+            case Video():
+                if message.caption:
+                    return Question(self._capped(message.caption), prefix=VIDEO_NOT_WATCHED)
+                return Notice("Sorry, I can't watch videos. Could you tell me in words what you need?")
+            case Location():
+                place = ", ".join(part for part in (message.name, message.address) if part)
+                where = f"{place} " if place else ""
+                return self.text(
+                    f"[The customer shared a location: {where}(latitude {message.latitude}, "
+                    f"longitude {message.longitude})]"
+                )
+            case Contacts():
+                cards = "; ".join(
+                    f"{card.formatted_name or 'unnamed'} ({', '.join(card.phones) or 'no phone'})"
+                    for card in message.contacts
+                )
+                return self.text(f"[The customer shared contact cards: {cards}]")
+            case Order():
+                items = "; ".join(
+                    f"{item.quantity} x {item.product_retailer_id} at {item.item_price} {item.currency}"
+                    for item in message.items
+                )
+                note = f" with the note: {message.text}" if message.text else ""
+                return self.text(f"[The customer placed an order: {items}]{note}")
+            case Sticker():
+                return Notice("😊")
+            case Reaction():
+                if not message.emoji:
+                    return None
+                return Note(f"[The customer reacted {message.emoji} to an earlier message]")
+            case System() | Revoke():
+                return None
+            case Unsupported() | Unknown():
+                log.info("message %s: unsupported type %r", message.id, message.type)
+                return Notice(UNSUPPORTED)
+            case _:
+                return self.text(message.text or "")
+
+    def text(self, text: str) -> Question | None:
+        text = text.strip()
+        return Question(self._capped(text)) if text else None
+
+    # media -------------------------------------------------------------------------------------------------------
+
+    def _capped(self, text: str) -> str:
+        cap = self.settings.openai.max_input_chars
+        if len(text) <= cap:
+            return text
+        return text[:cap] + f"\n[The message was cut to its first {cap} characters.]"
+
+    def _too_large(self, message: Media, size: int | None, kind: str) -> Notice | None:
+        cap = self.settings.api.max_file_size
+        if size is None or size <= cap:
+            return None
+        log.info("message %s: %s of %d bytes is over api.max_file_size (%d)", message.id, kind, size, cap)
+        return Notice(f"Sorry, that {kind} is {readable_size(size)}; I can only take files up to {readable_size(cap)}.")
+
+    def _download(self, message: Media, kind: str) -> bytes | Notice:
+        """Look the media up, check its declared size, then download it through a size-capped stream."""
+        try:
+            info = self.client.media_info(message.media_id or "")
+            notice = self._too_large(message, info.file_size, kind)
+            if notice:
+                return notice
+            return self.client.download_media(info.url, self.settings.api.max_file_size)
+        except MediaTooLarge as error:
+            return self._too_large(message, error.size, kind) or Notice(UNSUPPORTED)
+        except GraphAPIError as error:
+            if error.retryable:
+                raise  # the worker tries again later
+            log.warning("message %s: could not download the %s: %s", message.id, kind, error)
+            return Notice(f"Sorry, I couldn't download that {kind}. Could you send it again?")
+
+    def _image(self, message: Image) -> Question | Notice:
+        data = self._download(message, "image")
+        if isinstance(data, Notice):
+            return data
+        media_id = message.media_id or message.id
+        self.store.save_media(media_id, message.mime_type or "image/jpeg", data)
+        caption = (message.caption or "").strip()
+        text = self._capped(caption) if caption else "[The customer sent this image without a caption.]"
+        image = {"type": "image_url", "image_url": {"url": MEDIA_URL_PREFIX + media_id}}
+        return Question([{"type": "text", "text": text}, image])
+
+    def _audio(self, message: Audio) -> Question | Notice:
+        data = self._download(message, "voice note" if message.voice else "audio file")
+        if isinstance(data, Notice):
+            return data
+        mime_type = message.mime_type or "audio/ogg"
+        transcript = self.transcribe(data, _audio_filename(mime_type), mime_type).strip()
+        if not transcript:
+            return Notice("Sorry, I couldn't make out any words in that recording. Could you type it?")
+        kind = "voice note" if message.voice else "audio message"
+        return Question(self._capped(f"[Transcript of the customer's {kind}]\n{transcript}"))
+
+    def _document(self, message: Document) -> Question | Notice:
+        name = message.filename or "your document"
+        if not readable(message.mime_type, message.filename):
+            return Notice(f"Sorry, I can't read {name}: I can only read PDFs and plain text files.")
+        data = self._download(message, "document")
+        if isinstance(data, Notice):
+            return data
+        try:
+            text = read_text(data, message.mime_type, message.filename)
+        except UnreadableDocument as why:
+            return Notice(f"Sorry, I can't read {name}: {why}.")
+        cap = self.settings.openai.history_tokens * 2  # about half the history budget, at ~4 characters a token
+        if len(text) > cap:
+            text = text[:cap] + f"\n[The document was cut to its first {cap} characters.]"
+        caption = f" with the message: {message.caption}" if message.caption else ""
+        return Question(f"[The customer sent the document {name}{caption}. Its text follows.]\n{text}")
+
+
+def readable_size(size: int) -> str:
+    """A size as a customer reads it: 4.8 MB, 980 KB, 512 bytes."""
+    if size >= 1024 * 1024:
+        return f"{size / (1024 * 1024):.1f} MB"
+    if size >= 1024:
+        return f"{size / 1024:.0f} KB"
+    return f"{size} bytes"
+
+
+def _audio_filename(mime_type: str) -> str:
+    """A name whose extension tells the transcription endpoint the format."""
+    subtype = mime_type.split(";")[0].split("/")[-1].strip() or "ogg"
+    return f"voice.{ {'mpeg': 'mp3', 'x-m4a': 'm4a', 'aac': 'm4a', 'opus': 'ogg'}.get(subtype, subtype) }"
