@@ -137,8 +137,10 @@ def load_settings(
     sections = {name: _build_section(name, cls, raw.get(name, {})) for name, cls in _SECTIONS.items()}
     settings = Settings(**sections)
     if not settings.store.url:
+        # REDIS_URL is how Heroku, Render and their kind hand an app its Redis; store.url, when set, wins.
+        redis_url = (variables.get("REDIS_URL") or "").strip()
         database = Path(instance_path).resolve() / "whatsapp.db"
-        settings = _replace(settings, "store", url=f"sqlite:///{database}")
+        settings = _replace(settings, "store", url=redis_url or f"sqlite:///{database}")
     _validate(settings)
     return settings
 

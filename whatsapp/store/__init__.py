@@ -13,4 +13,8 @@ def open_store(url: str) -> Store:
         from .sqlite import SQLiteStore
 
         return SQLiteStore.from_url(url)
+    if url.startswith(("redis://", "rediss://")):
+        from .redis import RedisStore
+
+        return RedisStore.from_url(url)
     raise ValueError(f"unsupported store.url scheme: {url.split(':', 1)[0]}")

@@ -75,7 +75,7 @@ CREATE TABLE IF NOT EXISTS media (
 
 # The head of each customer's queue, when nobody holds a live lease on that customer's messages.
 _CLAIMABLE = f"""
-SELECT i.seq FROM inbox i
+SELECT i.seq, i.sender FROM inbox i
 WHERE i.state IN {_OPEN}
   AND (i.holder IS NULL OR i.lease_until < :now)
   AND i.not_before <= :now
@@ -171,6 +171,14 @@ class SQLiteStore(Store):
             row = db.execute(_CLAIMABLE, {"now": now}).fetchone()
             if row is None:
                 return None
+            # An expired claim on another message of this customer ends here: its holder must not renew it later
+            # and give the customer two live claims.
+            db.execute(
+                "UPDATE inbox SET state = CASE state WHEN 'claimed' THEN 'received' ELSE state END, holder = NULL,"
+                " lease_until = 0, updated_at = ? WHERE sender = ? AND seq != ? AND holder IS NOT NULL"
+                f" AND state IN {_OPEN}",
+                (now, row["sender"], row["seq"]),
+            )
             db.execute(
                 "UPDATE inbox SET state = CASE state WHEN 'received' THEN 'claimed' ELSE state END,"
                 " holder = ?, lease_until = ?, attempts = attempts + 1, updated_at = ? WHERE seq = ?",
@@ -247,6 +255,9 @@ class SQLiteStore(Store):
     ) -> None:
         now = time.time()
         with self._write() as db:
+            held = f"SELECT 1 FROM inbox WHERE id = ? AND holder = ? AND state IN {_OPEN}"
+            if db.execute(held, (message_id, holder)).fetchone() is None:
+                return  # the claim was lost: the new holder's answer, turns and session are the ones to keep
             if session is not None:
                 db.execute(
                     "INSERT INTO sessions (sender, data, updated_at) VALUES (?, ?, ?)"

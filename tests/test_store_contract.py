@@ -1,0 +1,513 @@
+"""The store contract: what every store promises, run against SQLite and against a real ``redis-server``.
+
+A store that passes these tests keeps the promises the service is built on: a duplicate delivery is recorded once,
+a message is claimed by one holder at a time, one customer's messages go one at a time and oldest first, an
+abandoned claim comes back, and what is kept (history, finished messages) stays bounded.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from tests.redis_server import RedisServer
+from whatsapp.store import InboxEntry, Store, StoreUnavailable
+from whatsapp.store.redis import RedisStore
+from whatsapp.store.sqlite import HISTORY_KEEP, SQLiteStore
+
+LONG = 60.0  # a lease that does not expire during a test
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def store(request, tmp_path) -> Iterator[Store]:
+    if request.param == "sqlite":
+        opened: Store = SQLiteStore(tmp_path / "store.db")
+    else:
+        server = request.getfixturevalue("redis_server")
+        redis.Redis.from_url(server.url).flushall()
+        opened = RedisStore(server.url)
+    yield opened
+    opened.close()
+
+
+def entry(message_id: str, sender: str = "15550001", ts: int = 1_700_000_000, received_at: float | None = None):
+    return InboxEntry(
+        id=message_id,
+        sender=sender,
+        timestamp=ts,
+        payload={"message": {"id": message_id, "from": sender, "type": "text"}, "value": {"messages": []}},
+        received_at=time.time() if received_at is None else received_at,
+    )
+
+
+def claim_all(store: Store, holder: str = "worker:1:0") -> list[str]:
+    """Claim until nothing is claimable; the ids in claim order."""
+    ids = []
+    while (job := store.claim(holder, LONG)) is not None:
+        ids.append(job.id)
+    return ids
+
+
+# received -------------------------------------------------------------------------------------------------------
+
+
+def test_a_duplicate_delivery_is_recorded_once(store):
+    assert store.record([entry("wamid.1")]) == [True]
+    assert store.record([entry("wamid.1")]) == [False]
+    assert store.record([entry("wamid.2"), entry("wamid.2"), entry("wamid.1")]) == [True, False, False]
+    assert store.stats()["messages"]["received"] == 2
+    recorded = store.get("wamid.1")
+    assert recorded["state"] == "received" and recorded["payload"]["message"]["id"] == "wamid.1"
+    assert store.get("wamid.unknown") is None
+
+
+def test_concurrent_duplicate_deliveries_create_the_message_once(store):
+    results: list[bool] = []
+    lock = threading.Lock()
+
+    def deliver() -> None:
+        created = store.record([entry("wamid.same")])
+        with lock:
+            results.extend(created)
+
+    threads = [threading.Thread(target=deliver) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results) == [False] * 7 + [True]
+
+
+# claimed --------------------------------------------------------------------------------------------------------
+
+
+def test_concurrent_claims_take_each_message_once_and_one_per_customer_at_a_time(store):
+    senders = [f"1555000{n:02d}" for n in range(20)]
+    expected = [f"wamid.{s}.{k}" for s in senders for k in range(3)]
+    store.record([entry(f"wamid.{s}.{k}", sender=s, ts=1_700_000_000 + k) for s in senders for k in range(3)])
+    claimed: list[str] = []
+    in_flight: set[str] = set()
+    overlaps: list[str] = []
+    lock = threading.Lock()
+    deadline = time.monotonic() + 30
+
+    def work(n: int) -> None:
+        holder = f"worker:{n}:0"
+        while time.monotonic() < deadline:
+            with lock:
+                if len(claimed) == len(expected):
+                    return
+            job = store.claim(holder, LONG)
+            if job is None:
+                time.sleep(0.002)
+                continue
+            with lock:
+                if job.sender in in_flight:
+                    overlaps.append(job.id)
+                in_flight.add(job.sender)
+                claimed.append(job.id)
+            with lock:
+                in_flight.discard(job.sender)
+            assert store.finish(job.id, holder, "done")
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert overlaps == []
+    assert sorted(claimed) == sorted(expected)  # every message once, none twice
+    for sender in senders:  # and each customer's in order
+        assert [i for i in claimed if f".{sender}." in i] == [f"wamid.{sender}.{k}" for k in range(3)]
+
+
+def test_one_customers_messages_are_claimed_oldest_first_even_when_they_arrive_out_of_order(store):
+    store.record([entry("wamid.b", ts=1_700_000_200), entry("wamid.c", ts=1_700_000_300)])
+    store.record([entry("wamid.a", ts=1_700_000_100)])  # sent first, delivered last
+    store.record([entry("wamid.d1", ts=1_700_000_400), entry("wamid.d2", ts=1_700_000_400)])  # same second
+    order = []
+    while (job := store.claim("worker:1:0", LONG)) is not None:
+        order.append(job.id)
+        assert store.finish(job.id, "worker:1:0", "done")
+    assert order == ["wamid.a", "wamid.b", "wamid.c", "wamid.d1", "wamid.d2"]
+
+
+def test_a_customer_has_at_most_one_claimed_message_while_others_go_ahead(store):
+    store.record([entry("wamid.a1", ts=1), entry("wamid.a2", ts=2), entry("wamid.b1", sender="15550002", ts=3)])
+    first = store.claim("worker:1:0", LONG)
+    second = store.claim("worker:1:1", LONG)
+    assert (first.id, second.id) == ("wamid.a1", "wamid.b1")
+    assert store.claim("worker:1:2", LONG) is None  # a2 waits for a1
+    assert store.stats()["messages"]["claimed"] == 2
+    assert store.finish("wamid.a1", "worker:1:0", "done")
+    assert store.claim("worker:1:2", LONG).id == "wamid.a2"
+
+
+def test_a_message_that_arrives_while_an_older_one_is_claimed_waits_for_it(store):
+    store.record([entry("wamid.later", ts=1_700_000_200)])
+    assert store.claim("worker:1:0", LONG).id == "wamid.later"
+    store.record([entry("wamid.earlier", ts=1_700_000_100)])  # older, but the customer is busy
+    assert store.claim("worker:1:1", LONG) is None
+    assert store.finish("wamid.later", "worker:1:0", "done")
+    assert store.claim("worker:1:1", LONG).id == "wamid.earlier"
+
+
+def test_a_claim_carries_the_message_and_counts_the_attempt(store):
+    store.record([entry("wamid.1", sender="15550009", ts=1_700_000_009, received_at=1_700_000_010.5)])
+    job = store.claim("host:42:3", LONG)
+    assert (job.id, job.sender, job.timestamp) == ("wamid.1", "15550009", 1_700_000_009)
+    assert job.received_at == 1_700_000_010.5
+    assert job.payload["message"] == {"id": "wamid.1", "from": "15550009", "type": "text"}
+    assert (job.state, job.holder, job.attempts, job.answer, job.reason) == ("claimed", "host:42:3", 1, None, None)
+    assert store.get("wamid.1")["holder"] == "host:42:3"
+
+
+def test_an_expired_lease_is_reclaimed_by_another_holder(store):
+    store.record([entry("wamid.1")])
+    assert store.claim("dead:1:0", 0.3).id == "wamid.1"
+    assert store.claim("alive:2:0", LONG) is None  # the lease is still live
+    time.sleep(0.5)
+    job = store.claim("alive:2:0", LONG)
+    assert (job.id, job.attempts) == ("wamid.1", 2)
+    assert store.renew("dead:1:0", ["wamid.1"], LONG) == set()  # the old holder cannot come back
+    assert store.finish("wamid.1", "dead:1:0", "done") is False
+    assert store.finish("wamid.1", "alive:2:0", "done") is True
+
+
+def test_renewing_a_lease_keeps_the_claim_past_its_first_expiry(store):
+    store.record([entry("wamid.1")])
+    store.claim("worker:1:0", 0.4)
+    for _ in range(4):
+        time.sleep(0.2)
+        assert store.renew("worker:1:0", ["wamid.1", "wamid.not-mine"], 0.4) == {"wamid.1"}
+    assert store.claim("worker:2:0", LONG) is None
+    assert store.renew("worker:2:0", ["wamid.1"], LONG) == set()
+
+
+def test_a_late_renew_cannot_give_a_customer_two_live_claims(store):
+    store.record([entry("wamid.second", ts=1_700_000_200)])
+    store.claim("slow:1:0", 0.3)
+    time.sleep(0.5)  # the slow holder's lease ran out...
+    store.record([entry("wamid.first", ts=1_700_000_100)])  # ...and an older message of the customer arrived
+    assert store.claim("worker:2:0", LONG).id == "wamid.first"
+    assert store.renew("slow:1:0", ["wamid.second"], LONG) == set()
+    assert store.get("wamid.second")["holder"] is None
+    assert store.claim("worker:3:0", LONG) is None  # still one claim for the customer
+    assert store.finish("wamid.first", "worker:2:0", "done")
+    assert store.claim("worker:3:0", LONG).id == "wamid.second"
+
+
+def test_release_makes_a_message_claimable_at_once_and_can_refund_the_attempt(store):
+    store.record([entry("wamid.1")])
+    store.claim("worker:1:0", LONG)
+    store.release("wamid.1", "somebody:else:0")  # not the holder: nothing happens
+    assert store.claim("worker:2:0", LONG) is None
+    store.release("wamid.1", "worker:1:0", refund_attempt=True)
+    assert store.get("wamid.1")["state"] == "received"
+    job = store.claim("worker:2:0", LONG)
+    assert job.attempts == 1  # the refunded attempt does not count
+    store.release("wamid.1", "worker:2:0")
+    assert store.claim("worker:3:0", LONG).attempts == 2
+
+
+def test_retry_later_keeps_the_customer_waiting_for_the_delay_but_not_others(store):
+    store.record([entry("wamid.a1", ts=1), entry("wamid.a2", ts=2), entry("wamid.b1", sender="15550002", ts=3)])
+    store.claim("worker:1:0", LONG)
+    store.retry_later("wamid.a1", "worker:1:0", "TimeoutError: slow model", 0.6)
+    assert store.get("wamid.a1")["reason"] == "TimeoutError: slow model"
+    assert store.claim("worker:1:0", LONG).id == "wamid.b1"  # a2 may not overtake a1
+    assert store.claim("worker:1:1", LONG) is None
+    time.sleep(0.8)
+    job = store.claim("worker:1:1", LONG)
+    assert (job.id, job.attempts, job.reason) == ("wamid.a1", 2, "TimeoutError: slow model")
+
+
+def test_release_holders_frees_the_claims_of_dead_holders_only(store):
+    store.record([entry("wamid.a"), entry("wamid.b", sender="15550002")])
+    store.claim("dead:1:0", LONG)
+    store.claim("alive:2:0", LONG)
+    asked: list[str] = []
+
+    def is_dead(holder: str) -> bool:
+        asked.append(holder)
+        return holder.startswith("dead:")
+
+    assert store.release_holders(is_dead) == ["wamid.a"]
+    assert sorted(asked) == ["alive:2:0", "dead:1:0"]
+    job = store.claim("alive:2:1", LONG)
+    assert (job.id, job.attempts) == ("wamid.a", 2)
+    assert store.get("wamid.b")["holder"] == "alive:2:0"
+    assert store.release_holders(lambda holder: False) == []
+
+
+# answered ------------------------------------------------------------------------------------------------------
+
+
+def test_a_saved_answer_survives_a_release_and_extends_the_history(store):
+    store.record([entry("wamid.1")])
+    store.claim("worker:1:0", LONG)
+    turns = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+    store.save_answer("wamid.1", "worker:1:0", "15550001", "hello", turns)
+    assert store.get("wamid.1")["state"] == "answered"
+    assert store.history("15550001") == turns
+    assert store.history("15550002") == []
+    store.release("wamid.1", "worker:1:0")
+    job = store.claim("worker:2:0", LONG)
+    assert (job.state, job.answer) == ("answered", "hello")  # the next attempt does not ask the model again
+    assert store.stats()["messages"]["answered"] == 1
+
+
+def test_history_keeps_only_the_newest_history_keep_turns(store):
+    store.record([entry("wamid.1")])
+    store.claim("worker:1:0", LONG)
+    turns = [{"role": "user", "content": f"turn {n}"} for n in range(HISTORY_KEEP + 25)]
+    store.save_answer("wamid.1", "worker:1:0", "15550001", "ok", turns)
+    kept = store.history("15550001")
+    assert len(kept) == HISTORY_KEEP
+    assert kept[0] == {"role": "user", "content": "turn 25"} and kept[-1] == turns[-1]
+    store.clear_history("15550001")
+    assert store.history("15550001") == []
+
+
+def test_a_holder_that_lost_its_claim_cannot_save_an_answer(store):
+    store.record([entry("wamid.1")])
+    store.claim("slow:1:0", 0.3)
+    time.sleep(0.5)
+    store.claim("worker:2:0", LONG)
+    store.save_answer("wamid.1", "slow:1:0", "15550001", "stale", [{"role": "user", "content": "q"}], {"agent": "x"})
+    assert store.get("wamid.1")["answer"] is None
+    assert store.history("15550001") == []  # the new holder's turns will be the only ones
+    assert store.session("15550001") == {}
+
+
+def test_the_session_is_saved_with_the_answer_and_cleared_with_the_history(store):
+    store.record([entry("wamid.1")])
+    store.claim("worker:1:0", LONG)
+    assert store.session("15550001") == {}
+    store.save_answer("wamid.1", "worker:1:0", "15550001", "ok", [], {"agent": "billing"})
+    assert store.session("15550001") == {"agent": "billing"}
+    store.clear_history("15550001")
+    assert store.session("15550001") == {}
+
+
+def test_a_second_plan_of_the_same_slot_returns_the_first_plan_with_what_was_sent(store):
+    store.record([entry("wamid.1")])
+    store.claim("worker:1:0", LONG)
+    plan = store.plan_replies("wamid.1", 1, "15550001", "wamid.1", ["part one", "part two"])
+    assert [(r.slot, r.part, r.body, r.reply_to, r.wamid) for r in plan] == [
+        (1, 0, "part one", "wamid.1", None),
+        (1, 1, "part two", "wamid.1", None),
+    ]
+    store.mark_sent("wamid.1", 1, 0, "wamid.out.1")
+    again = store.plan_replies("wamid.1", 1, "15550001", "wamid.1", ["a different answer"])
+    assert [(r.body, r.wamid) for r in again] == [("part one", "wamid.out.1"), ("part two", None)]
+    store.plan_replies("wamid.1", 0, "15550001", None, ["Got it"])
+    replies = store.get("wamid.1")["replies"]
+    assert [(r.slot, r.part, r.recipient, r.body) for r in replies] == [
+        (0, 0, "15550001", "Got it"),
+        (1, 0, "15550001", "part one"),
+        (1, 1, "15550001", "part two"),
+    ]
+
+
+# done / failed -------------------------------------------------------------------------------------------------
+
+
+def test_finish_by_a_holder_that_does_not_hold_the_message_returns_false(store):
+    store.record([entry("wamid.1")])
+    store.claim("worker:1:0", LONG)
+    assert store.finish("wamid.1", "worker:9:9", "done") is False
+    assert store.finish("wamid.1", "worker:1:0", "failed", "ValueError: no") is True
+    assert store.finish("wamid.1", "worker:1:0", "done") is False  # finished already
+    finished = store.get("wamid.1")
+    assert (finished["state"], finished["reason"], finished["holder"]) == ("failed", "ValueError: no", None)
+    with pytest.raises(ValueError):
+        store.finish("wamid.1", "worker:1:0", "answered")
+
+
+def test_requeue_puts_a_finished_message_back_with_a_fresh_budget(store):
+    store.record([entry("wamid.1")])
+    store.claim("worker:1:0", LONG)
+    store.plan_replies("wamid.1", 1, "15550001", None, ["sent once"])
+    assert store.requeue("wamid.1") is False  # still open
+    store.finish("wamid.1", "worker:1:0", "failed", "boom")
+    assert store.requeue("wamid.1") is True
+    again = store.get("wamid.1")
+    assert (again["state"], again["attempts"], again["reason"], again["replies"]) == ("received", 0, None, [])
+    assert store.stats()["messages"]["failed"] == 0
+    job = store.claim("worker:2:0", LONG)
+    assert (job.id, job.attempts) == ("wamid.1", 1)
+    assert store.requeue("wamid.unknown") is False
+
+
+# operations ----------------------------------------------------------------------------------------------------
+
+
+def test_count_recent_counts_one_customers_messages_in_the_window(store):
+    now = time.time()
+    store.record(
+        [
+            entry("wamid.old", received_at=now - 120),
+            entry("wamid.edge", received_at=now - 60),
+            entry("wamid.new1", received_at=now - 30),
+            entry("wamid.new2", received_at=now),
+            entry("wamid.other", sender="15550002", received_at=now - 10),
+        ]
+    )
+    assert store.count_recent("15550001", now - 60, now) == 2  # since is exclusive, until inclusive
+    assert store.count_recent("15550001", now - 200, now) == 4
+    assert store.count_recent("15550002", now - 60, now) == 1
+    assert store.count_recent("15550003", now - 60, now) == 0
+
+
+def test_stats_counts_messages_by_state_and_the_oldest_open_age(store):
+    assert store.stats() == {
+        "messages": {"received": 0, "claimed": 0, "answered": 0, "done": 0, "failed": 0},
+        "oldest_open_age_seconds": 0.0,
+    }
+    now = time.time()
+    store.record([entry(f"wamid.{n}", sender=f"1555000{n}", received_at=now - 10 + n) for n in range(5)])
+    for n, outcome in enumerate(["done", "failed", "answered", "claimed"]):
+        job = store.claim(f"worker:1:{n}", LONG)
+        if outcome in ("done", "failed"):
+            store.finish(job.id, job.holder, outcome)
+        elif outcome == "answered":
+            store.save_answer(job.id, job.holder, job.sender, "ok", [])
+    stats = store.stats()
+    assert stats["messages"] == {"received": 1, "claimed": 1, "answered": 1, "done": 1, "failed": 1}
+    assert 8 <= stats["oldest_open_age_seconds"] < 12  # wamid.2, received 8 seconds ago
+
+
+def test_prune_deletes_only_finished_messages_older_than_the_cutoff(store):
+    store.record([entry("wamid.done"), entry("wamid.failed", sender="15550002"), entry("wamid.open", sender="3")])
+    for holder in ("worker:1:0", "worker:1:1"):
+        job = store.claim(holder, LONG)
+        store.plan_replies(job.id, 1, job.sender, None, ["bye"])
+        store.finish(job.id, holder, "done" if job.id == "wamid.done" else "failed")
+    assert store.prune(time.time() - 3600) == 0  # finished just now: within retention
+    assert store.get("wamid.done") is not None
+    assert store.prune(time.time() + 1) == 2
+    assert store.get("wamid.done") is None and store.get("wamid.failed") is None
+    assert store.get("wamid.open")["state"] == "received"  # open messages are never pruned
+    assert store.stats()["messages"] == {"received": 1, "claimed": 0, "answered": 0, "done": 0, "failed": 0}
+    assert store.record([entry("wamid.done")]) == [True]  # past retention an id is forgotten
+
+
+def test_media_is_kept_until_retention_prunes_it(store):
+    store.save_media("media-1", "image/jpeg", b"\xff\xd8\xff\x00 bytes")
+    assert store.media("media-1") == ("image/jpeg", b"\xff\xd8\xff\x00 bytes")
+    assert store.media("media-2") is None
+    store.prune(time.time() - 3600)
+    assert store.media("media-1") is not None
+    store.prune(time.time() + 1)
+    assert store.media("media-1") is None
+
+
+# Redis only: expiry, outages, scale ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def redis_store(redis_server) -> Iterator[RedisStore]:
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    opened = RedisStore(redis_server.url)
+    yield opened
+    opened.close()
+    client.close()
+
+
+def test_redis_open_messages_never_expire_and_finished_ones_do(redis_server, redis_store):
+    client = redis.Redis.from_url(redis_server.url)
+    redis_store.record([entry("wamid.1")])
+    job = redis_store.claim("worker:1:0", LONG)
+    redis_store.plan_replies(job.id, 1, job.sender, None, ["hi"])
+    redis_store.save_answer(job.id, job.holder, job.sender, "hi", [{"role": "user", "content": "q"}])
+    assert client.ttl("whatsapp:m:wamid.1") == -1  # open: kept until it is answered
+    assert 0 < client.ttl("whatsapp:h:15550001") <= 30 * 86400
+    redis_store.finish(job.id, job.holder, "done")
+    assert 7 * 86400 < client.ttl("whatsapp:m:wamid.1") <= 8 * 86400
+    assert 7 * 86400 < client.ttl("whatsapp:r:wamid.1") <= 8 * 86400
+    redis_store.prune(time.time() - 14 * 86400)  # the worker prunes with store.retention_days = 14
+    redis_store.record([entry("wamid.2")])
+    job = redis_store.claim("worker:1:0", LONG)
+    redis_store.finish(job.id, job.holder, "done")
+    assert 14 * 86400 < client.ttl("whatsapp:m:wamid.2") <= 15 * 86400 + 1
+    client.close()
+
+
+def test_redis_claims_stay_fast_with_thousands_of_open_messages(redis_store):
+    now = time.time()
+    redis_store.record(
+        [entry(f"wamid.{n}", sender=f"1555{n % 2000:06d}", ts=1_700_000_000 + n, received_at=now) for n in range(6000)]
+    )
+    started = time.monotonic()
+    claimed = []
+    for n in range(500):
+        job = redis_store.claim(f"worker:1:{n}", LONG)
+        claimed.append(job.id)
+        if n % 2:
+            redis_store.finish(job.id, job.holder, "done")
+    elapsed = time.monotonic() - started
+    assert len(set(claimed)) == 500
+    assert claimed[:3] == ["wamid.0", "wamid.1", "wamid.2"]  # oldest heads first
+    assert elapsed < 5, f"500 claims took {elapsed:.2f}s"
+
+
+def test_redis_unavailable_raises_store_unavailable_and_recovers_by_itself():
+    with RedisServer() as server:
+        opened = RedisStore(server.url)
+        opened.record([entry("wamid.before")])
+        server.stop()
+        for call in (
+            lambda: opened.record([entry("wamid.during")]),
+            lambda: opened.claim("worker:1:0", LONG),
+            opened.stats,
+        ):
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailable):
+                call()
+            assert time.monotonic() - started < 3  # a quick 503, not a hung webhook
+        server.start()
+        assert opened.record([entry("wamid.after")]) == [True]  # the same store, no restart
+        assert opened.record([entry("wamid.before")]) == [False]  # what was recorded before is still there
+        assert opened.stats()["messages"]["received"] == 2
+        opened.close()
+
+
+def test_redis_store_is_chosen_by_url_and_keeps_instances_apart_by_prefix(redis_server, redis_store):
+    from whatsapp.store import open_store
+
+    opened = open_store(redis_server.url)
+    assert isinstance(opened, RedisStore)
+    other = RedisStore(redis_server.url, prefix="other-service:")
+    opened.record([entry("wamid.1")])
+    assert other.record([entry("wamid.1")]) == [True]
+    assert collections.Counter(s.claim("worker:1:0", LONG).id for s in (opened, other)) == {"wamid.1": 2}
+    opened.close()
+    other.close()
+
+
+def test_redis_url_chooses_redis_when_store_url_is_not_set(tmp_path):
+    from whatsapp.config import load_settings
+
+    heroku = load_settings(
+        {"REDIS_URL": "rediss://:secret@redis.example:6380"}, dotenv_path=None, instance_path=tmp_path
+    )
+    assert heroku.store.url == "rediss://:secret@redis.example:6380"
+    explicit = load_settings(
+        {"REDIS_URL": "redis://elsewhere:6379", "AK_STORE__URL": "sqlite:///x.db"}, dotenv_path=None
+    )
+    assert explicit.store.url == "sqlite:///x.db"
+    default = load_settings({}, dotenv_path=None, instance_path=tmp_path)
+    assert default.store.url.startswith("sqlite:///")
