@@ -38,10 +38,12 @@ HELP = (
 TYPING_RENEWAL = 20.0  # seconds; WhatsApp hides "typing…" after about 25 s
 RATE_LIMITED = "You are sending messages faster than I can answer. Please wait a minute before sending more."
 
-# Reply slots: each reply a job sends has a fixed slot, so a resumed job finds what it already sent.
+# Reply slots: each reply a job sends has a slot, so a resumed job finds what it already sent. The built-in replies
+# have fixed slots; other calls to _send_message (from a subclass) take the next free one, in call order.
 ACKNOWLEDGEMENT_SLOT = 0
 ANSWER_SLOT = 1
 APOLOGY_SLOT = 9
+FIRST_FREE_SLOT = 10
 
 
 class LostClaim(Exception):
@@ -74,6 +76,7 @@ class AgentWhatsAppRequestHandler:
     def process(self, job: Job) -> None:
         """Run the pipeline for a claimed message; raises on failure (the worker decides on a retry)."""
         self._current.job = job
+        self._current.next_slot = FIRST_FREE_SLOT
         try:
             self._handle_message(job.payload["message"], job.payload["value"])
         finally:
@@ -139,7 +142,10 @@ class AgentWhatsAppRequestHandler:
             for n, part in enumerate(parts):
                 self.client.send_text(to, part, reply_to=reply_to if n == 0 else None)
             return
-        slot = self._current.slot
+        slot, self._current.slot = getattr(self._current, "slot", None), None
+        if slot is None:
+            slot = self._current.next_slot
+            self._current.next_slot += 1
         for reply in self.store.plan_replies(job.id, slot, to, reply_to, parts):
             if reply.wamid:
                 continue
