@@ -52,8 +52,11 @@ def base_environment(graph_url: str, openai_url: str, database: Path) -> dict[st
 class Service:
     """One ``gunicorn app:app`` with its own store; restartable on the same store."""
 
-    def __init__(self, workdir: Path, env: dict[str, str], workers: int = 2, threads: int = 4) -> None:
+    def __init__(
+        self, workdir: Path, env: dict[str, str], workers: int = 2, threads: int = 4, hostname: str | None = None
+    ) -> None:
         self.workdir = workdir
+        self.hostname = hostname  # run in its own UTS namespace under this name: "another machine" for the store
         self.env = env
         self.workers = workers
         self.threads = threads
@@ -84,6 +87,8 @@ class Service:
             "--graceful-timeout",
             "10",
         ]
+        if self.hostname:  # `unshare --uts` needs root, as CI has; exec keeps the pid, so stop() and kill() work
+            command = ["unshare", "--uts", "--", "sh", "-c", 'hostname "$0" && exec "$@"', self.hostname, *command]
         with open(log_path, "wb") as log:
             self.process = subprocess.Popen(
                 command, cwd=self.workdir, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
