@@ -16,7 +16,7 @@ import pytest
 import redis
 
 from tests.redis_server import RedisServer
-from whatsapp.store import InboxEntry, Store, StoreUnavailable
+from whatsapp.store import InboxEntry, Store, StoreUnavailable, open_store
 from whatsapp.store.redis import RedisStore
 from whatsapp.store.sqlite import HISTORY_KEEP, SQLiteStore
 
@@ -438,10 +438,15 @@ def test_redis_open_messages_never_expire_and_finished_ones_do(redis_server, red
     redis_store.finish(job.id, job.holder, "done")
     assert 7 * 86400 < client.ttl("whatsapp:m:wamid.1") <= 8 * 86400
     assert 7 * 86400 < client.ttl("whatsapp:r:wamid.1") <= 8 * 86400
-    redis_store.prune(time.time() - 14 * 86400)  # the worker prunes with store.retention_days = 14
-    redis_store.record([entry("wamid.2")])
-    job = redis_store.claim("worker:1:0", LONG)
-    redis_store.finish(job.id, job.holder, "done")
+    client.close()
+
+
+def test_redis_finished_messages_are_kept_for_the_retention_setting(redis_server):
+    store = open_store(redis_server.url, retention_days=14)
+    client = redis.Redis.from_url(redis_server.url)
+    store.record([entry("wamid.2")])
+    job = store.claim("worker:1:0", LONG)
+    store.finish(job.id, job.holder, "done")
     assert 14 * 86400 < client.ttl("whatsapp:m:wamid.2") <= 15 * 86400 + 1
     client.close()
 
@@ -486,7 +491,6 @@ def test_redis_unavailable_raises_store_unavailable_and_recovers_by_itself():
 
 
 def test_redis_store_is_chosen_by_url_and_keeps_instances_apart_by_prefix(redis_server, redis_store):
-    from whatsapp.store import open_store
 
     opened = open_store(redis_server.url)
     assert isinstance(opened, RedisStore)

@@ -54,7 +54,7 @@ def create_app(
     app.config["MAX_CONTENT_LENGTH"] = None  # the webhook enforces its own limit with a plain 413
 
     agents = _load_agents(settings)
-    store = open_store(settings.store.url)
+    store = open_store(settings.store.url, settings.store.retention_days)
     client = GraphClient(
         access_token=settings.whatsapp.access_token or "",
         phone_number_id=settings.whatsapp.phone_number_id or "",

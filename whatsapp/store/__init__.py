@@ -7,8 +7,8 @@ from .base import OPEN_STATES, InboxEntry, Job, Reply, Store, StoreUnavailable
 __all__ = ["OPEN_STATES", "InboxEntry", "Job", "Reply", "Store", "StoreUnavailable", "open_store"]
 
 
-def open_store(url: str) -> Store:
-    """The store named by ``store.url``."""
+def open_store(url: str, retention_days: float = 7.0) -> Store:
+    """The store named by ``store.url``; finished messages and media are kept ``retention_days``."""
     if url.startswith("sqlite:///"):
         from .sqlite import SQLiteStore
 
@@ -16,5 +16,5 @@ def open_store(url: str) -> Store:
     if url.startswith(("redis://", "rediss://")):
         from .redis import RedisStore
 
-        return RedisStore.from_url(url)
+        return RedisStore(url, retention_seconds=retention_days * 86400)
     raise ValueError(f"unsupported store.url scheme: {url.split(':', 1)[0]}")

@@ -51,7 +51,7 @@ from .sqlite import HISTORY_KEEP  # one bound for every store
 log = logging.getLogger("whatsapp.store")
 
 DEFAULT_PREFIX = "whatsapp:"
-DEFAULT_RETENTION = 7 * 86400.0  # until the worker's first prune() says otherwise (store.retention_days)
+DEFAULT_RETENTION = 7 * 86400.0  # store.retention_days
 RETENTION_MARGIN = 86400.0  # finished keys outlive retention by a day: prune() removes them first, TTL is a backstop
 HISTORY_TTL = 30 * 86400.0  # a conversation nobody continued for 30 days is forgotten
 PROMOTE_BATCH = 100  # customers moved from wait to ready per claim, at most
@@ -359,11 +359,6 @@ class RedisStore(Store):
         self._scripts = {name: self._client.register_script(_PRELUDE + body) for name, body in scripts.items()}
         self._check_server()
 
-    @classmethod
-    def from_url(cls, url: str) -> RedisStore:
-        """``redis://[:password@]host:6379/0`` or ``rediss://`` (TLS)."""
-        return cls(url)
-
     # plumbing ----------------------------------------------------------------------------------------------------
 
     @contextmanager
@@ -591,11 +586,6 @@ class RedisStore(Store):
         return {"messages": counts, "oldest_open_age_seconds": age}
 
     def prune(self, older_than: float) -> int:
-        # The worker prunes with store.retention_days, and from then on finished keys carry that retention as
-        # their TTL (plus a day), so that Redis frees them even if no instance prunes any more.
-        retention = time.time() - older_than
-        if retention >= 3600:
-            self.retention_seconds = retention
         total = 0
         while True:
             messages, media = self._run("prune", repr(older_than), PRUNE_BATCH)
