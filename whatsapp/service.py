@@ -18,7 +18,7 @@ from .config import ConfigError, Settings, how_to_set, load_settings
 from .handler import AgentWhatsAppRequestHandler
 from .questions import Transcriber
 from .store import Store, open_store
-from .worker import Worker
+from .worker import Worker, current_message
 
 log = logging.getLogger("whatsapp")
 
@@ -100,9 +100,20 @@ def _serving() -> bool:
 def _configure_logging() -> None:
     root = logging.getLogger()
     if not root.handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s")
+        logging.basicConfig(
+            level=logging.INFO, format="%(asctime)s %(levelname)s [%(process)d] %(name)s:%(job)s %(message)s"
+        )
+        for handler in root.handlers:
+            handler.addFilter(_name_the_message)
         for chatty in ("httpx", "httpx2", "urllib3"):  # one line per model call would drown the message lines
             logging.getLogger(chatty).setLevel(logging.WARNING)
+
+
+def _name_the_message(record: logging.LogRecord) -> bool:
+    """Lines that agents and libraries log while a worker answers a message name that message (ours already do)."""
+    message_id = current_message.get()
+    record.job = f" message {message_id}:" if message_id and not record.name.startswith("whatsapp") else ""
+    return True
 
 
 def _load_agents(settings: Settings) -> dict[str, Agent]:

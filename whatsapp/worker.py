@@ -15,6 +15,7 @@ import random
 import socket
 import threading
 import time
+from contextvars import ContextVar
 from typing import Protocol
 
 from .config import WorkerSettings
@@ -22,6 +23,9 @@ from .handler import LostClaim, describe
 from .store import Job, Store, StoreUnavailable
 
 log = logging.getLogger("whatsapp.worker")
+
+#: The message the current worker thread is answering, so that log lines of other libraries can name it.
+current_message: ContextVar[str | None] = ContextVar("current_message", default=None)
 
 POLL_INTERVAL = 1.0  # how often an idle process looks for messages recorded by other processes
 SWEEP_INTERVAL = 5.0  # how often it looks for claims whose holder died
@@ -211,11 +215,13 @@ class Worker:
             job = self._slots[slot].get()
             if job is None:
                 return
+            token = current_message.set(job.id)
             try:
                 self._run(job)
             except Exception:  # never lose the thread; the lease or the sweep brings the message back
                 log.exception("message %s: unexpected error in the worker", job.id)
             finally:
+                current_message.reset(token)
                 self._running.pop(slot, None)
                 self._free.put(slot)
                 self._wake.set()
