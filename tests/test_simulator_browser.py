@@ -1,0 +1,206 @@
+"""The simulator in a real headless Chromium (Debian's ``chromium`` and ``chromium-driver``), driven by Selenium.
+
+A customer types, watches "typing…" come and go, taps an interactive button and sends a photo, against gunicorn
+started with no AK_* variable; the model is the local OpenAI fake so that it can be held while the page is watched.
+With ``SAVE_SCREENSHOT=1`` the final screen is saved to ``docs/simulator.png`` (the README's picture).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
+from selenium.webdriver.chrome.service import Service as DriverService
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support.wait import WebDriverWait
+
+from tests.fakes.openai_server import FakeOpenAI
+from tests.sandbox import Simulator, new_customer, png, start_sandbox
+from tests.service import ROOT, Service
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver")
+SCREENSHOT = ROOT / "docs" / "simulator.png"
+
+pytestmark = pytest.mark.skipif(
+    not (CHROMIUM and CHROMEDRIVER),
+    reason="needs Debian's chromium and chromium-driver (apt-get install -y chromium chromium-driver)",
+)
+
+BUTTONS = {
+    "type": "interactive",
+    "interactive": {
+        "type": "button",
+        "body": {"text": "Shall I book a table for *two* tonight?"},
+        "action": {
+            "buttons": [
+                {"type": "reply", "reply": {"id": "book-yes", "title": "Yes, please"}},
+                {"type": "reply", "reply": {"id": "book-no", "title": "No thanks"}},
+            ]
+        },
+    },
+}
+
+
+@pytest.fixture
+def sandbox(tmp_path, model: FakeOpenAI) -> Iterator[Service]:
+    model.reset()
+    service = start_sandbox(tmp_path, OPENAI_BASE_URL=model.url + "/v1", OPENAI_API_KEY="sk-test")
+    yield service
+    model.release()
+    service.stop()
+
+
+@pytest.fixture
+def browser() -> Iterator[WebDriver]:
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM or ""
+    for argument in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--window-size=1440,900",
+        "--lang=en-GB",
+        "--use-fake-ui-for-media-stream",  # allow the microphone without asking...
+        "--use-fake-device-for-media-stream",  # ...and make one up: a beeping test signal
+    ):
+        options.add_argument(argument)
+    profile = tempfile.mkdtemp(prefix="simulator-chromium-")
+    options.add_argument(f"--user-data-dir={profile}")
+    driver = webdriver.Chrome(service=DriverService(executable_path=CHROMEDRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def wait(driver: WebDriver, what: str, condition, timeout: float = 20):
+    def check(d: WebDriver):
+        try:
+            return condition(d)
+        except StaleElementReferenceException:  # the page re-renders the list as events arrive
+            return False
+
+    return WebDriverWait(driver, timeout, poll_frequency=0.1, ignored_exceptions=()).until(check, message=what)
+
+
+def bubbles(driver: WebDriver, side: str) -> list[WebElement]:
+    return driver.find_elements(By.CSS_SELECTOR, f".row.{side} .bubble")
+
+
+def bubble_with(driver: WebDriver, side: str, text: str) -> WebElement | None:
+    return next((b for b in bubbles(driver, side) if text in b.text), None)
+
+
+@pytest.fixture
+def customer(sandbox) -> Iterator[Simulator]:
+    """A fresh number; the page adds it, the test reads its conversation, and it is forgotten afterwards."""
+    simulated = Simulator(sandbox, new_customer(), name=None)
+    yield simulated
+    simulated.remove()
+
+
+def test_a_customer_chats_with_the_bot_in_the_browser(sandbox, model, browser, customer, tmp_path):
+    driver = browser
+    driver.get(sandbox.url + "/simulator")
+
+    # A new customer, added with the form and selected.
+    driver.find_element(By.ID, "new-number").send_keys(customer.customer)
+    driver.find_element(By.ID, "new-name").send_keys("Kerry Fisher")
+    driver.find_element(By.ID, "add-customer-button").click()
+    wait(driver, "the new customer selected", lambda d: "Kerry Fisher" in d.find_element(By.ID, "me").text)
+
+    # Type a message; the model is held, so "typing…" shows; then the answer replaces it.
+    model.reply_with("We open at **nine**, Monday to Saturday. Ask me <anything>!")
+    model.hold()
+    composer = driver.find_element(By.ID, "composer")
+    composer.send_keys("When do you open?", Keys.ENTER)
+    wait(driver, "my message bubble", lambda d: bubble_with(d, "mine", "When do you open?"))
+    wait(driver, "the typing indicator", lambda d: d.find_elements(By.ID, "typing"))
+    assert driver.find_element(By.ID, "presence").text == "typing…"
+    model.release()
+    answer = wait(driver, "the answer bubble", lambda d: bubble_with(d, "theirs", "We open at"))
+    wait(driver, "the typing indicator gone", lambda d: not d.find_elements(By.ID, "typing"))
+    assert driver.find_element(By.ID, "presence").text == "online"
+    assert answer.find_element(By.CSS_SELECTOR, ".text strong").text == "nine"  # WhatsApp's *bold*
+    assert "Ask me <anything>!" in answer.text  # markup from the model is shown as text, never parsed
+    assert "When do you open?" in answer.find_element(By.CSS_SELECTOR, ".quote").text  # threaded to my message
+    wait(driver, "blue ticks on my message", lambda d: d.find_elements(By.CSS_SELECTOR, ".row.mine .tick.read"))
+    inspector = driver.find_element(By.ID, "inspector-body").text
+    assert "Webhook answered" in inspector and "200 in" in inspector
+
+    # The bot sends reply buttons (through the service's own Graph client); tapping one is a button_reply webhook.
+    model.reset()
+    assert customer.send_as_business(BUTTONS).status_code == 200
+    button = wait(
+        driver,
+        "the reply button",
+        lambda d: next(
+            (b for b in d.find_elements(By.CSS_SELECTOR, ".buttons button") if b.text == "Yes, please"), None
+        ),
+    )
+    button.click()
+    tapped = wait(driver, "my button reply", lambda d: bubble_with(d, "mine", "Yes, please"))
+    assert "Shall I book a table" in tapped.find_element(By.CSS_SELECTOR, ".quote").text
+    wait(driver, "the answer to the tap", lambda d: bubble_with(d, "theirs", "You said: Yes, please"))
+    wait(
+        driver,
+        "the webhook in the inspector",
+        lambda d: '"button_reply"' in d.find_element(By.ID, "inspector-body").text,
+    )
+    [tap] = [e for e in customer.events("inbound") if e["message"]["type"] == "interactive"]
+    assert tap["message"]["interactive"]["button_reply"] == {"id": "book-yes", "title": "Yes, please"}
+
+    # A voice note recorded in the browser (MediaRecorder on Chromium's fake microphone).
+    driver.find_element(By.ID, "record").click()
+    wait(driver, "recording", lambda d: "recording" in d.find_element(By.ID, "record").get_attribute("class"))
+    time.sleep(1.0)
+    driver.find_element(By.ID, "record").click()
+    wait(driver, "my voice note", lambda d: d.find_elements(By.CSS_SELECTOR, ".row.mine audio"))
+    customer.wait_for_replies(4)  # the service answered the voice note too
+    [voice] = [e["message"] for e in customer.events("inbound") if e["message"]["type"] == "audio"]
+    assert voice["audio"]["voice"] is True and voice["audio"]["mime_type"].startswith("audio/")
+
+    # A photo: shown in my bubble, looked up and downloaded by the service, and quoted by the answer.
+    model.reply_with("Thanks, I can see the photo of the _terrace_. It seats six.")
+    photo = tmp_path / "terrace.png"
+    photo.write_bytes(png(320, 180))
+    driver.find_element(By.ID, "composer").send_keys("Is this terrace free?")  # the text becomes the caption
+    driver.find_element(By.ID, "file").send_keys(str(photo))
+    wait(driver, "my photo", lambda d: d.find_elements(By.CSS_SELECTOR, ".row.mine img.media-img"))
+    reply = wait(driver, "the answer to the photo", lambda d: bubble_with(d, "theirs", "It seats six"))
+    assert "Is this terrace free?" in reply.find_element(By.CSS_SELECTOR, ".quote").text
+    width = driver.execute_script("return document.querySelector('.row.mine img.media-img').naturalWidth")
+    assert width == 320  # the browser decoded the bytes the sandbox stored
+    [photo_message] = [e["message"] for e in customer.events("inbound") if e["message"]["type"] == "image"]
+    assert photo_message["image"]["caption"] == "Is this terrace free?"
+    media_id = photo_message["image"]["id"]
+    assert [e["status"] for e in customer.events("media_lookup") if e["media_id"] == media_id] == [200]
+    assert [e["status"] for e in customer.events("media_download") if e["media_id"] == media_id] == [200]
+
+    if os.environ.get("SAVE_SCREENSHOT") == "1":
+        _save_screenshot(driver, SCREENSHOT)
+
+
+def _save_screenshot(driver: WebDriver, path: Path) -> None:
+    driver.set_window_size(1440, 1300)
+    driver.execute_script("const m = document.getElementById('messages'); m.scrollTop = m.scrollHeight")
+    driver.execute_script("document.activeElement.blur()")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    assert driver.save_screenshot(str(path))

@@ -1,0 +1,167 @@
+"""Sandbox mode: the service with no Meta account at all, and ``/simulator`` to talk to it from a browser.
+
+Sandbox mode is configuration, not another code path. Without an access token, :func:`configure` points
+``whatsapp.graph_url`` at a fake Graph API served by the app itself and generates the secrets Meta would have given
+(an access token, an app secret, a verify token), stored once in the instance folder so that every worker process
+agrees on them. :func:`init_app` mounts the fake Graph API, routes the Graph client's calls to it in-process, and
+serves the simulator, whose every action is a real signed webhook to ``/whatsapp/webhook``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import shlex
+import socket
+import sys
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from flask import Flask
+
+from ..client import GraphClient
+from ..config import Settings
+from .payloads import PHONE_NUMBER_ID
+from .records import Records
+from .transport import WsgiAdapter
+
+__all__ = ["GRAPH_URL", "SandboxSettings", "configure", "init_app"]
+
+log = logging.getLogger("whatsapp.sandbox")
+
+#: The Graph URL in sandbox mode: a name that never resolves (``.invalid``), answered by the app in-process.
+ORIGIN = "http://sandbox.whatsapp.invalid"
+GRAPH_URL = f"{ORIGIN}/sandbox/graph"
+DATABASE = "sandbox.db"
+#: Customers the simulator starts with (numbers from ranges reserved for fiction).
+DEFAULT_CUSTOMERS = (("447700900123", "Ada Lovelace"), ("16505550123", "Grace Hopper"))
+
+
+class SandboxSettings(Settings):
+    """Settings completed by :func:`configure`: they carry a generated access token, yet the mode stays sandbox."""
+
+    @property
+    def mode(self) -> str:
+        return "sandbox"
+
+
+@dataclass
+class Sandbox:
+    """What the sandbox blueprints reach through ``current_app.extensions["sandbox"]``."""
+
+    records: Records
+    client: GraphClient
+
+
+_opened: dict[str, Records] = {}
+
+
+def configure(settings: Settings, instance_path: str) -> Settings:
+    """Complete ``settings`` for sandbox mode; the generated values are shared by every process of this instance."""
+    records = _records(instance_path)
+    whatsapp = settings.whatsapp
+    sandboxed = replace(
+        whatsapp,
+        graph_url=GRAPH_URL,
+        access_token=records.secret("access_token", lambda: "sandbox-" + secrets.token_urlsafe(32)),
+        app_secret=whatsapp.app_secret or records.secret("app_secret", lambda: secrets.token_hex(32)),
+        verify_token=whatsapp.verify_token or records.secret("verify_token", lambda: secrets.token_urlsafe(16)),
+        phone_number_id=whatsapp.phone_number_id or PHONE_NUMBER_ID,
+    )
+    values: dict[str, Any] = {field.name: getattr(settings, field.name) for field in fields(settings)}
+    return SandboxSettings(**{**values, "whatsapp": sandboxed})
+
+
+def init_app(app: Flask, client: GraphClient) -> None:
+    """Serve the fake Graph API and the simulator, and answer ``client``'s Graph calls in-process."""
+    from .graph import bp as graph_bp
+    from .simulator import bp as simulator_bp
+
+    records = _records(app.instance_path)
+    records.prune()
+    for wa_id, name in DEFAULT_CUSTOMERS:
+        records.add_customer(wa_id, name, keep_name=True)
+    app.extensions["sandbox"] = Sandbox(records=records, client=client)
+    client.mount(ORIGIN + "/", WsgiAdapter(app))
+    app.register_blueprint(graph_bp)
+    app.register_blueprint(simulator_bp)
+
+    run = os.getppid() if "gunicorn.arbiter" in sys.modules else os.getpid()
+    if records.claim_run(run):  # one line per run, not one per worker process
+        address = _address()
+        where = f"open {address}/simulator" if address else "open /simulator on this server"
+        log.warning(
+            "sandbox mode: no access token set; %s (Graph API calls are answered in-process; "
+            "set AK_WHATSAPP__ACCESS_TOKEN to go live)",
+            where,
+        )
+
+
+def _records(instance_path: str) -> Records:
+    path = os.path.join(os.path.abspath(instance_path), DATABASE)
+    if path not in _opened:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        _opened[path] = Records(path)
+    return _opened[path]
+
+
+def _address() -> str | None:
+    """``http://host:port`` this server listens on: its listening socket, else the command line, else None."""
+    bound = _listening_socket() or _bind_from_command_line()
+    if bound is None:
+        return None
+    host, port = bound
+    if host in ("", "0.0.0.0", "::", "127.0.0.1", "::1"):
+        host = "localhost"
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+def _listening_socket() -> tuple[str, int] | None:
+    """A TCP socket this process inherited and listens on (a gunicorn worker's, for instance)."""
+    try:
+        descriptors = [int(fd) for fd in os.listdir("/proc/self/fd")]
+    except OSError:
+        return None
+    for fd in descriptors:
+        try:
+            with socket.socket(fileno=os.dup(fd)) as sock:
+                if sock.type != socket.SOCK_STREAM or sock.family not in (socket.AF_INET, socket.AF_INET6):
+                    continue
+                if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+                    host, port = sock.getsockname()[:2]
+                    return host, port
+        except OSError:
+            continue
+    return None
+
+
+def _bind_from_command_line() -> tuple[str, int] | None:
+    """gunicorn's ``--bind``/``-b`` or ``$PORT``; ``flask run``'s ``--port``; each tool's default."""
+    args = sys.argv[1:] + shlex.split(os.environ.get("GUNICORN_CMD_ARGS", ""))
+    program = os.path.basename(os.path.dirname(sys.argv[0]) if sys.argv[0].endswith("__main__.py") else sys.argv[0])
+    value = _option(args, "-b", "--bind")
+    if value is not None:
+        host, _, port = value.rpartition(":")
+        return (host.strip("[]"), int(port)) if port.isdigit() else None
+    if os.environ.get("PORT", "").isdigit():
+        return "0.0.0.0", int(os.environ["PORT"])
+    if program.startswith("gunicorn"):
+        return "127.0.0.1", 8000
+    if program.startswith("flask") and "run" in args:
+        port = _option(args, "-p", "--port") or os.environ.get("FLASK_RUN_PORT") or "5000"
+        return ("127.0.0.1", int(port)) if port.isdigit() else None
+    return None
+
+
+def _option(args: list[str], short: str, long: str) -> str | None:
+    for i, arg in enumerate(args):
+        if arg in (short, long) and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith(long + "="):
+            return arg.split("=", 1)[1]
+        if arg.startswith(short) and len(arg) > len(short) and not arg.startswith("--"):
+            return arg[len(short) :]
+    return None

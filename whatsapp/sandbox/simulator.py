@@ -1,0 +1,315 @@
+"""``/simulator``: a WhatsApp-like page, and the JSON API behind it under ``/sandbox/api``.
+
+Each action on the page becomes what WhatsApp would deliver: a Meta-shaped webhook, signed with the app secret over
+its exact bytes, POSTed over real HTTP to this server's own ``/whatsapp/webhook``. The POST is made from a
+background thread, so even a single-threaded server (gunicorn's default sync worker) answers the page first and
+then the webhook. Replies come back through the fake Graph API's records, which the page polls.
+
+- ``GET  /sandbox/api/customers`` and ``POST`` (``{"wa_id", "name"}``): the simulated customers;
+  ``DELETE /sandbox/api/customers/<wa_id>`` forgets one with its conversation.
+- ``POST /sandbox/api/messages``: ``{"customer", "type": "text"|"button_reply"|"list_reply"|"reaction", ...}``.
+- ``POST /sandbox/api/media``: a multipart upload (``customer``, ``file``, ``caption``, ``voice``).
+- ``GET  /sandbox/api/conversation?customer=…&after=…``: the customer's events after a cursor, and "typing…".
+- ``POST /sandbox/api/seen``: the page displayed our messages: delivered and read, with status webhooks.
+- ``POST /sandbox/api/send``: send any ``/messages`` payload as the business through the service's Graph client.
+- ``GET  /sandbox/media/<id>``: an uploaded file, for the page to show.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import requests
+from flask import Blueprint, Response, current_app, jsonify, request, send_from_directory
+from flask.typing import ResponseReturnValue
+
+from ..client import GraphAPIError
+from . import payloads
+from .records import Records, StoredMedia
+from .transport import WsgiAdapter
+
+log = logging.getLogger("whatsapp.sandbox")
+
+STATIC = os.path.join(os.path.dirname(__file__), "static")
+bp = Blueprint("sandbox", __name__, static_folder="static", static_url_path="/sandbox/static")
+
+#: What the WhatsApp app lets a customer send (whatsapp-cloud-api.md section 6), and the simulator's own cap.
+MEDIA_LIMITS = {"image": 5, "sticker": 0.5, "audio": 16, "video": 16, "document": 100}
+UPLOAD_CAP = 20 * 1024 * 1024
+WEBHOOK_TIMEOUT = 10.0
+
+_executor: ThreadPoolExecutor | None = None
+_executor_pid = 0
+_executor_lock = threading.Lock()
+
+
+# the page ------------------------------------------------------------------------------------------------------
+
+
+@bp.get("/simulator")
+def page() -> Response:
+    response = send_from_directory(STATIC, "simulator.html")
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+# customers -----------------------------------------------------------------------------------------------------
+
+
+@bp.get("/sandbox/api/customers")
+def customers() -> ResponseReturnValue:
+    return jsonify({"customers": _records().customers()})
+
+
+@bp.post("/sandbox/api/customers")
+def add_customer() -> ResponseReturnValue:
+    body = request.get_json(silent=True) or {}
+    wa_id = _digits(str(body.get("wa_id") or ""))
+    name = str(body.get("name") or "").strip()[:60]
+    if not 6 <= len(wa_id) <= 15:
+        return _problem("a phone number has 6 to 15 digits, country code first (e.g. 4915112345678)")
+    _records().add_customer(wa_id, name or f"+{wa_id}")
+    return jsonify({"wa_id": wa_id, "name": name or f"+{wa_id}"}), 201
+
+
+@bp.delete("/sandbox/api/customers/<wa_id>")
+def remove_customer(wa_id: str) -> ResponseReturnValue:
+    if not _records().remove_customer(_digits(wa_id)):
+        return _problem("no such customer", 404)
+    return "", 204
+
+
+# customer actions ----------------------------------------------------------------------------------------------
+
+
+@bp.post("/sandbox/api/messages")
+def send_message() -> ResponseReturnValue:
+    """A customer's text, button or list tap, or reaction, delivered as a signed webhook."""
+    body = request.get_json(silent=True) or {}
+    customer = _digits(str(body.get("customer") or ""))
+    if not customer:
+        return _problem("customer is required")
+    kind = body.get("type", "text")
+    reply_to = body.get("reply_to") or None
+    if kind == "text":
+        text = str(body.get("text") or "")
+        if not text.strip():
+            return _problem("text is empty")
+        message = payloads.message(customer, "text", {"body": text}, context_id=reply_to)
+    elif kind in ("button_reply", "list_reply"):
+        if not (body.get("id") and body.get("title") and reply_to):
+            return _problem("a button or list reply needs id, title and reply_to (the interactive message)")
+        choice = {"id": str(body["id"]), "title": str(body["title"])}
+        if kind == "list_reply" and body.get("description"):
+            choice["description"] = str(body["description"])
+        message = payloads.message(customer, "interactive", {"type": kind, kind: choice}, context_id=reply_to)
+    elif kind == "reaction":
+        if not body.get("message_id"):
+            return _problem("a reaction needs message_id")
+        content = {"message_id": str(body["message_id"]), "emoji": str(body.get("emoji") or "")}
+        message = payloads.message(customer, "reaction", content)
+    else:
+        return _problem(f"unknown type {kind!r}")
+    return _deliver(customer, message)
+
+
+@bp.post("/sandbox/api/media")
+def send_media() -> ResponseReturnValue:
+    """An image, document, video or voice note: stored for the fake Graph, then announced in a webhook."""
+    customer = _digits(request.form.get("customer", ""))
+    upload = request.files.get("file")
+    if not customer or upload is None:
+        return _problem("customer and file are required")
+    data = upload.read(UPLOAD_CAP + 1)
+    if not data:
+        return _problem("the file is empty")
+    if len(data) > UPLOAD_CAP:
+        return _problem(f"the simulator takes files up to {UPLOAD_CAP // (1024 * 1024)} MB", 413)
+    mime_type = (upload.mimetype or "application/octet-stream").lower()
+    voice = request.form.get("voice") == "true"
+    kind = _media_kind(mime_type, voice)
+    if len(data) > MEDIA_LIMITS[kind] * 1024 * 1024:
+        return _problem(f"WhatsApp does not send a {kind} over {MEDIA_LIMITS[kind]:g} MB", 413)
+    filename = os.path.basename(upload.filename or "") or None
+    media = StoredMedia(
+        id=payloads.new_media_id(),
+        customer=customer,
+        mime_type=mime_type,
+        filename=filename,
+        sha256=hashlib.sha256(data).hexdigest(),
+        data=data,
+    )
+    _records().put_media(media)
+    content: dict[str, Any] = {"mime_type": mime_type, "sha256": payloads.sha256_b64(data), "id": media.id}
+    caption = request.form.get("caption", "").strip()
+    if caption and kind in ("image", "video", "document"):
+        content["caption"] = caption
+    if kind == "document":
+        content["filename"] = filename or "document"
+    if kind == "audio":
+        content["voice"] = voice
+    if kind == "sticker":
+        content["animated"] = False
+    message = payloads.message(customer, kind, content, context_id=request.form.get("reply_to") or None)
+    return _deliver(customer, message)
+
+
+@bp.post("/sandbox/api/seen")
+def seen() -> ResponseReturnValue:
+    """The page showed our messages: record delivered and read, and tell the service with a status webhook."""
+    body = request.get_json(silent=True) or {}
+    customer = _digits(str(body.get("customer") or ""))
+    records = _records()
+    statuses: list[tuple[str, str]] = []
+    for wamid in body.get("ids") or []:
+        if not isinstance(wamid, str) or records.customer_of(wamid) != customer:
+            continue
+        for status in ("delivered", "read"):
+            if not records.has_status(wamid, status):
+                records.add_event(customer, "status", {"status": status}, wamid=wamid)
+                statuses.append((wamid, status))
+    if statuses:
+        payload = payloads.status_webhook(statuses, customer, _settings().phone_number_id)
+        _post_in_background(customer, None, payload, request.host_url)
+    return jsonify({"statuses": [{"id": w, "status": s} for w, s in statuses]})
+
+
+@bp.post("/sandbox/api/send")
+def send_as_business() -> ResponseReturnValue:
+    """Send any ``/messages`` payload through the service's own Graph client (try an interactive list, say)."""
+    payload = request.get_json(silent=True)
+    if not isinstance(payload, dict) or not payload.get("to"):
+        return _problem("send a /messages payload with at least 'to' and 'type'")
+    client = current_app.extensions["sandbox"].client
+    try:
+        wamid = client.send(payload)
+    except GraphAPIError as error:
+        return jsonify({"error": {"code": error.code, "message": error.message, "details": error.details}}), 400
+    return jsonify({"id": wamid})
+
+
+# the conversation ----------------------------------------------------------------------------------------------
+
+
+@bp.get("/sandbox/api/conversation")
+def conversation() -> ResponseReturnValue:
+    customer = _digits(request.args.get("customer", ""))
+    try:
+        after = int(request.args.get("after", "0"))
+    except ValueError:
+        after = 0
+    records = _records()
+    events = records.events(customer, after)
+    cursor = events[-1]["seq"] if events else after
+    return jsonify({"events": events, "cursor": cursor, "typing": records.typing(customer), "now": time.time()})
+
+
+@bp.get("/sandbox/media/<media_id>")
+def media(media_id: str) -> Response:
+    found = _records().media(media_id)
+    if found is None:
+        return Response("no such media", status=404, mimetype="text/plain")
+    response = Response(found.data, mimetype=found.mime_type)
+    response.headers["Cache-Control"] = "private, max-age=86400"
+    return response
+
+
+# delivery ------------------------------------------------------------------------------------------------------
+
+
+def _deliver(customer: str, message: dict[str, Any]) -> ResponseReturnValue:
+    """Record the customer's message and POST its webhook to this server in the background."""
+    records = _records()
+    name = records.customer_name(customer) or f"+{customer}"
+    records.add_customer(customer, name, keep_name=True)
+    payload = payloads.webhook(message, name, _settings().phone_number_id)
+    records.add_event(customer, "inbound", {"message": message, "webhook": payload}, wamid=message["id"])
+    _post_in_background(customer, message["id"], payload, request.host_url)
+    return jsonify({"id": message["id"], "webhook": payload}), 202
+
+
+def _post_in_background(customer: str, wamid: str | None, payload: dict[str, Any], host_url: str) -> None:
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    _pool().submit(_post_webhook, app, customer, wamid, payload, host_url)
+
+
+def _post_webhook(app: Any, customer: str, wamid: str | None, payload: dict[str, Any], host_url: str) -> None:
+    """POST like Meta: the exact bytes, their signature, Meta's user agent; record status and time to ack."""
+    records: Records = app.extensions["sandbox"].records
+    secret = app.extensions["whatsapp"].settings.whatsapp.app_secret or ""
+    body = payloads.dumps(payload)
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": "facebookexternalua",
+        "X-Hub-Signature-256": payloads.sign(body, secret),
+    }
+    url = host_url.rstrip("/") + "/whatsapp/webhook"
+    started = time.time()
+    result: dict[str, Any] = {"url": url, "signature": headers["X-Hub-Signature-256"], "bytes": len(body)}
+    try:
+        try:
+            answer = requests.post(url, data=body, headers=headers, timeout=WEBHOOK_TIMEOUT)
+        except requests.ConnectionError:
+            # The page's address (a proxy, a forwarded port) is not reachable from here: deliver in-process.
+            with requests.Session() as session:
+                session.mount(host_url, WsgiAdapter(app))
+                answer = session.post(url, data=body, headers=headers, timeout=WEBHOOK_TIMEOUT)
+            result["via"] = "in-process: the page's address is not reachable from the server"
+        result.update(status=answer.status_code, answer=answer.text[:200])
+    except requests.RequestException as error:
+        log.warning("sandbox: could not POST the webhook to %s: %s", url, type(error).__name__)
+        result.update(status=None, error=f"{type(error).__name__}: could not reach {url}")
+    result["ms"] = round((time.time() - started) * 1000, 1)
+    try:
+        if wamid is None:
+            result["statuses"] = [s["id"] for s in payload["entry"][0]["changes"][0]["value"]["statuses"]]
+        records.add_event(customer, "ack" if wamid else "status_ack", result, wamid=wamid, at=started)
+    except Exception:  # a background thread has nobody to raise to
+        log.exception("sandbox: could not record a webhook acknowledgement")
+
+
+def _pool() -> ThreadPoolExecutor:
+    """One delivery thread per process: webhooks leave in the order the customer acted."""
+    global _executor, _executor_pid
+    with _executor_lock:
+        if _executor is None or _executor_pid != os.getpid():
+            _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sandbox-webhook")
+            _executor_pid = os.getpid()
+        return _executor
+
+
+# helpers -------------------------------------------------------------------------------------------------------
+
+
+def _records() -> Records:
+    return current_app.extensions["sandbox"].records
+
+
+def _settings() -> Any:
+    return current_app.extensions["whatsapp"].settings.whatsapp
+
+
+def _problem(message: str, status: int = 400) -> ResponseReturnValue:
+    return jsonify({"error": message}), status
+
+
+def _digits(text: str) -> str:
+    return "".join(c for c in text if c.isdigit())[:20]
+
+
+def _media_kind(mime_type: str, voice: bool) -> str:
+    if voice or mime_type.startswith("audio/"):
+        return "audio"
+    if mime_type in ("image/jpeg", "image/png"):
+        return "image"
+    if mime_type == "image/webp":
+        return "sticker"
+    if mime_type in ("video/mp4", "video/3gpp"):
+        return "video"
+    return "document"
