@@ -6,7 +6,6 @@ import base64
 import multiprocessing
 import sqlite3
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 
 import pytest
 import requests
@@ -242,7 +241,7 @@ def test_graph_client_is_answered_in_process_including_capped_downloads(tmp_path
 
 def test_with_credentials_none_of_the_sandbox_is_mounted(tmp_path):
     whatsapp = WhatsAppSettings(access_token="real-token", verify_token="v", phone_number_id="123", app_secret="s")
-    settings = replace(Settings(), whatsapp=whatsapp, store=StoreSettings(url=f"sqlite:///{tmp_path / 'w.db'}"))
+    settings = Settings(whatsapp=whatsapp, store=StoreSettings(url=f"sqlite:///{tmp_path / 'w.db'}"))
     app = create_app(settings, start_worker=False)
     web = app.test_client()
     assert web.get("/healthz").json["mode"] == "live"

@@ -78,11 +78,17 @@ class Settings:
     store: StoreSettings = field(default_factory=StoreSettings)
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     openai: OpenAISettings = field(default_factory=OpenAISettings)
+    # Decided once, from the configured access token (sandbox mode later fills in a generated one).
+    sandbox: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.sandbox is None:
+            object.__setattr__(self, "sandbox", not self.whatsapp.access_token)
 
     @property
     def mode(self) -> str:
         """``live`` with an access token; ``sandbox`` (local simulator, fake Graph API) without one."""
-        return "live" if self.whatsapp.access_token else "sandbox"
+        return "sandbox" if self.sandbox else "live"
 
     @property
     def signature_required(self) -> bool:

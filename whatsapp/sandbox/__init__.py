@@ -15,8 +15,7 @@ import secrets
 import shlex
 import socket
 import sys
-from dataclasses import dataclass, fields, replace
-from typing import Any
+from dataclasses import dataclass, replace
 
 from flask import Flask
 
@@ -26,7 +25,7 @@ from .payloads import PHONE_NUMBER_ID
 from .records import Records
 from .transport import WsgiAdapter
 
-__all__ = ["GRAPH_URL", "SandboxSettings", "configure", "init_app"]
+__all__ = ["GRAPH_URL", "configure", "init_app"]
 
 log = logging.getLogger("whatsapp.sandbox")
 
@@ -36,14 +35,6 @@ GRAPH_URL = f"{ORIGIN}/sandbox/graph"
 DATABASE = "sandbox.db"
 #: Customers the simulator starts with (numbers from ranges reserved for fiction).
 DEFAULT_CUSTOMERS = (("447700900123", "Ada Lovelace"), ("16505550123", "Grace Hopper"))
-
-
-class SandboxSettings(Settings):
-    """Settings completed by :func:`configure`: they carry a generated access token, yet the mode stays sandbox."""
-
-    @property
-    def mode(self) -> str:
-        return "sandbox"
 
 
 @dataclass
@@ -69,8 +60,7 @@ def configure(settings: Settings, instance_path: str) -> Settings:
         verify_token=whatsapp.verify_token or records.secret("verify_token", lambda: secrets.token_urlsafe(16)),
         phone_number_id=whatsapp.phone_number_id or PHONE_NUMBER_ID,
     )
-    values: dict[str, Any] = {field.name: getattr(settings, field.name) for field in fields(settings)}
-    return SandboxSettings(**{**values, "whatsapp": sandboxed})
+    return replace(settings, whatsapp=sandboxed)
 
 
 def init_app(app: Flask, client: GraphClient) -> None:
