@@ -1,10 +1,12 @@
-"""``flask --app app whatsapp ...``: doctor, send, replay."""
+"""``flask --app app whatsapp ...``: doctor, send, chat, replay."""
 
 from __future__ import annotations
 
+import logging
 import sys
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import click
 import openai
@@ -178,3 +180,82 @@ def replay(message_id: str) -> None:
     if not store.requeue(message_id):
         raise click.ClickException(f"message {message_id} is {row['state']}: only done or failed ones can be replayed")
     click.echo(f"message {message_id} was {row['state']}; it is received again and the next free worker answers it")
+
+
+CHAT_TIMEOUT = 180.0  # seconds to wait for one answer, retries included
+
+
+@whatsapp.command()
+@click.option("--number", default="15550009999", show_default=True, help="The customer's phone number.")
+@click.option("--name", default="Terminal", show_default=True, help="The customer's profile name.")
+@with_appcontext
+def chat(number: str, name: str) -> None:
+    """Talk to the configured agent in the terminal, through the same pipeline, with no WhatsApp.
+
+    Messages go as signed webhooks to /whatsapp/webhook of a local sandbox copy of this app (its own store,
+    instance/chat.db; the real agent and model settings), and the replies the Graph API would have received
+    are printed. Ctrl-D or /quit ends the chat.
+    """
+    from .sandbox.payloads import dumps, message, sign, webhook
+    from .service import create_app
+
+    settings = current_app.extensions["whatsapp"].settings
+    sandboxed = replace(
+        settings,
+        sandbox=True,
+        whatsapp=replace(
+            settings.whatsapp, access_token=None, app_secret=None, phone_number_id=None, allowed_senders=()
+        ),
+        store=replace(settings.store, url=f"sqlite:///{current_app.instance_path}/chat.db"),
+    )
+    app = create_app(sandboxed, start_worker=True)
+    service = app.extensions["whatsapp"]
+    records = app.extensions["sandbox"].records
+    secret = service.settings.whatsapp.app_secret
+    web = app.test_client()
+    logging.getLogger().setLevel(logging.WARNING)  # the terminal is for the conversation
+    cursor = max((event["seq"] for event in records.events(number)), default=0)
+    click.echo(f"Chatting with agent {settings.whatsapp.agent!r} as {name} (+{number}). /quit to stop.")
+    try:
+        while True:
+            try:
+                line = input(click.style("you> ", fg="green"))
+            except EOFError:
+                break
+            if line.strip() in ("/quit", "/exit"):
+                break
+            if not line.strip():
+                continue
+            inbound = message(number, "text", {"body": line})
+            body = dumps(webhook(inbound, name, service.settings.whatsapp.phone_number_id))
+            response = web.post(
+                "/whatsapp/webhook",
+                data=body,
+                headers={"Content-Type": "application/json", "X-Hub-Signature-256": sign(body, secret)},
+            )
+            if response.status_code != 200:
+                click.echo(f"the webhook answered {response.status_code}: {response.get_data(as_text=True)}")
+                continue
+            cursor = _print_replies(service.store, records, number, inbound["id"], cursor)
+    finally:
+        service.worker.stop()
+
+
+def _print_replies(store, records, number: str, message_id: str, cursor: int) -> int:  # noqa: ANN001
+    """Print what was sent to ``number`` once ``message_id`` is done or failed; returns the new cursor."""
+    deadline = time.monotonic() + CHAT_TIMEOUT
+    while time.monotonic() < deadline:
+        row = store.get(message_id)
+        if row and row["state"] in ("done", "failed"):
+            break
+        time.sleep(0.05)
+    else:
+        click.echo("(no answer yet; it will be sent when the model answers)")
+    for event in records.events(number, after=cursor):
+        cursor = event["seq"]
+        sent = event.get("request") or {}
+        if event["kind"] != "send" or event.get("status") != 200:
+            continue
+        text = (sent.get("text") or {}).get("body") or (sent.get("interactive") or {}).get("body", {}).get("text")
+        click.echo(click.style("bot> ", fg="cyan") + (text or f"[{sent.get('type')} message]"))
+    return cursor
