@@ -1,0 +1,303 @@
+"""The results as a table against the issue's targets, detail tables, a JSON record and the ack-latency plot."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import platform
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from .load import Summary, percentile
+from .scenarios import (
+    CEILING_P99,
+    AckResult,
+    CeilingResult,
+    OutboundResult,
+    PipelineResult,
+    Plan,
+    TurnsResult,
+    passes,
+)
+
+ACK_P99_TARGET = 0.050
+CEILING_RATIO_TARGET = 0.60
+PIPELINE_P50_TARGET = 0.015
+OUTBOUND_TARGET = 500.0
+TURN_GROWTH_TARGET = 1.2
+RSS_TARGET_MB = 100.0
+
+
+@dataclass(frozen=True)
+class Row:
+    measurement: str
+    result: str
+    target: str
+    verdict: str
+
+
+def ms(seconds: float) -> str:
+    if seconds != seconds:  # NaN: nothing measured
+        return "n/a"
+    return f"{seconds * 1e3:.1f} ms" if seconds < 10 else f"{seconds:.0f} s"
+
+
+def mb(kb: int) -> float:
+    return kb / 1024
+
+
+def machine() -> dict[str, Any]:
+    """What the numbers were measured on."""
+    cpu = "unknown"
+    memory_kb = 0
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                memory_kb = int(line.split()[1])
+    except OSError:
+        pass
+    versions = {}
+    for package in ("gunicorn", "flask", "requests", "openai"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "memory_gb": round(memory_kb / 1024 / 1024, 1),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        **versions,
+    }
+
+
+# rows against the targets ---------------------------------------------------------------------------------------
+
+
+def ack_row(result: AckResult, plan: Plan) -> Row:
+    s = result.summary
+    once = result.answered_once == result.expected == s.count and result.strays == 0
+    answered = f"{result.answered_once}/{s.count} answered exactly once"
+    if not once:
+        answered += f" (missing {result.missing}, twice+ {result.duplicates}, strays {result.strays})"
+    misses = []
+    if s.p99 > ACK_P99_TARGET:
+        misses.append(f"p99 {s.p99 / ACK_P99_TARGET:.1f}x the target")
+    if s.errors:
+        misses.append(f"{s.errors} errors")
+    if not once:
+        misses.append("not every message answered once")
+    return Row(
+        f"1. Ack latency: {plan.load_rate:g}/s for {plan.load_seconds:g} s, {plan.customers} customers, "
+        f"{plan.model_delay:g} s model",
+        f"p50 {ms(s.p50)}, p99 {ms(s.p99)}, max {ms(s.max)}; {s.errors} errors; {answered}",
+        "p99 <= 50 ms; no errors; each answered once",
+        "met" if not misses else "MISSED: " + "; ".join(misses),
+    )
+
+
+def ceiling_row(result: CeilingResult) -> Row:
+    ours = f"{result.ours_ceiling:g}/s" + (" (every rate tried passed)" if result.ours_capped else "")
+    bare = f"{result.bare_ceiling:g}/s" + (" (every rate tried passed)" if result.bare_capped else "")
+    ratio = result.ratio
+    verdict = "met" if ratio >= CEILING_RATIO_TARGET else f"MISSED by {(CEILING_RATIO_TARGET - ratio) * 100:.0f} points"
+    return Row(
+        f"2. Intake ceiling (p99 < {CEILING_P99 * 1e3:.0f} ms, no errors)",
+        f"ours {ours}, bare Flask {bare}: {ratio:.0%}",
+        ">= 60 % of bare Flask",
+        verdict,
+    )
+
+
+def pipeline_row(result: PipelineResult, plan: Plan) -> Row:
+    p50, p99 = percentile(result.total, 50), percentile(result.total, 99)
+    verdict = "met" if p50 <= PIPELINE_P50_TARGET else f"MISSED: p50 {p50 / PIPELINE_P50_TARGET:.1f}x the target"
+    errors = f"; {result.errors} not answered" if result.errors else ""
+    return Row(
+        f"3. Pipeline overhead, instant model ({result.count} messages at {plan.pipeline_rate:g}/s)",
+        f"p50 {ms(p50)}, p99 {ms(p99)}{errors}",
+        "p50 <= 15 ms",
+        verdict if not result.errors else verdict + "; messages not answered",
+    )
+
+
+def outbound_row(result: OutboundResult) -> Row:
+    rate = result.per_second
+    connections = f", {result.connections} connections" if result.connections is not None else ""
+    lost = result.sends - result.delivered
+    verdict = "met" if rate >= OUTBOUND_TARGET else f"MISSED: {rate / OUTBOUND_TARGET:.0%} of the target"
+    return Row(
+        f"4. Outbound: GraphClient.send_text, {result.sends} sends, {result.threads} threads",
+        f"{rate:.0f} sends/s; p50 {ms(percentile(result.latencies, 50))}, "
+        f"p99 {ms(percentile(result.latencies, 99))}{connections}" + (f"; {lost} not delivered" if lost else ""),
+        ">= 500 sends/s",
+        verdict if not lost else verdict + "; sends lost",
+    )
+
+
+def turns_row(result: TurnsResult) -> Row:
+    points = result.checkpoints
+    parts = [f"turn {n}: {result.at(n).request_bytes / 1024:.1f} KB, {ms(result.seconds_around(n))}" for n in points]
+    middle, last = points[-2], points[-1]
+    time_growth = result.seconds_around(last) / result.seconds_around(middle)
+    size_growth = result.at(last).request_bytes / result.at(middle).request_bytes
+    misses = []
+    if time_growth > TURN_GROWTH_TARGET:
+        misses.append(f"time {time_growth:.2f}x")
+    if size_growth > TURN_GROWTH_TARGET:
+        misses.append(f"size {size_growth:.2f}x")
+    return Row(
+        f"5. Cost against conversation length (one customer, {len(result.turns)} turns, instant model)",
+        "; ".join(parts) + f"; turn {last} / turn {middle}: time {time_growth:.2f}x, size {size_growth:.2f}x",
+        f"turn {last} <= 1.2 x turn {middle}",
+        "met" if not misses else "MISSED: " + ", ".join(misses),
+    )
+
+
+def memory_row(result: AckResult) -> Row:
+    workers = result.memory
+    now = ", ".join(f"{mb(m.rss_kb):.0f} MB" for m in workers) or "n/a"
+    peak = ", ".join(f"{mb(m.peak_kb):.0f} MB" for m in workers) or "n/a"
+    worst = max((mb(m.rss_kb) for m in workers), default=float("nan"))
+    verdict = "met" if worst <= RSS_TARGET_MB else f"MISSED by {worst - RSS_TARGET_MB:.0f} MB"
+    return Row(
+        "6. RSS per gunicorn worker after the load run",
+        f"{now} (peak {peak})",
+        "<= 100 MB per worker",
+        verdict,
+    )
+
+
+def markdown_table(rows: list[Row]) -> str:
+    header = Row("Measurement", "Result", "Target", "Verdict")
+    lines = [_line(header), "|---|---|---|---|"]
+    lines += [_line(row) for row in rows]
+    return "\n".join(lines)
+
+
+def _line(row: Row) -> str:
+    return f"| {row.measurement} | {row.result} | {row.target} | {row.verdict} |"
+
+
+# detail tables --------------------------------------------------------------------------------------------------
+
+
+def final_runs(summaries: list[Summary]) -> dict[float, list[Summary]]:
+    """The runs at each rate, in order: one, or two when the first failed."""
+    runs: dict[float, list[Summary]] = {}
+    for summary in summaries:
+        runs.setdefault(summary.rate, []).append(summary)
+    return runs
+
+
+def ceiling_table(result: CeilingResult) -> str:
+    stats = ("p50", "p99", "max", "errors")
+    columns = ["offered rate"] + [f"{app} {what}" for app in ("ours", "bare") for what in stats]
+    lines = ["| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
+    ours, bare = final_runs(result.ours), final_runs(result.bare)
+    for rate in sorted(ours.keys() | bare.keys()):
+        cells = [f"{rate:g}/s"]
+        for runs in (ours.get(rate), bare.get(rate)):
+            if not runs:
+                cells += ["", "", "", ""]
+                continue
+            last = runs[-1]
+            p99 = ms(last.p99) + ("" if passes(last) else " ✗")
+            if len(runs) > 1:
+                p99 += f" (1st run {ms(runs[0].p99)}{'' if passes(runs[0]) else ' ✗'})"
+            cells += [ms(last.p50), p99, ms(last.max), str(last.errors)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def pipeline_table(result: PipelineResult) -> str:
+    lines = ["| stage | p50 | p99 |", "|---|---|---|"]
+    stages = [
+        ("webhook sent -> 200 (ack)", result.ack),
+        ("webhook sent -> typing indicator at Graph", result.to_typing),
+        ("webhook sent -> chat request at the model", result.to_model),
+        ("chat request at the model -> reply at Graph", result.model_to_reply),
+        ("webhook sent -> reply at Graph (total)", result.total),
+    ]
+    for name, values in stages:
+        lines.append(f"| {name} | {ms(percentile(values, 50))} | {ms(percentile(values, 99))} |")
+    return "\n".join(lines)
+
+
+def turns_table(result: TurnsResult) -> str:
+    lines = ["| turn | request bytes | messages in request | turn time (median of +-5 turns) |", "|---|---|---|---|"]
+    for number in result.checkpoints:
+        turn = result.at(number)
+        lines.append(f"| {number} | {turn.request_bytes:,} | {turn.messages} | {ms(result.seconds_around(number))} |")
+    return "\n".join(lines)
+
+
+def turns_details(result: TurnsResult) -> str:
+    reached = result.budget_reached_at
+    if reached is None:
+        return f"The history budget ({result.history_tokens} tokens) was not reached in {len(result.turns)} turns."
+    low, high = result.plateau() or (0, 0)
+    return (
+        f"The history budget ({result.history_tokens} tokens) is reached at turn {reached}; from there to turn "
+        f"{len(result.turns)} every request is {low:,} to {high:,} bytes."
+    )
+
+
+def ack_details(result: AckResult) -> str:
+    return (
+        f"answers: drained {result.drain_seconds:.1f} s after the last 200; webhook -> answer at Graph "
+        f"p50 {ms(result.answer_p50)}, p99 {ms(result.answer_p99)}, max {ms(result.answer_max)}; "
+        f"failed sends at Graph: {result.failed_sends}; generator lag p99 {ms(result.summary.send_lag_p99)}"
+    )
+
+
+# the JSON record and the plot -----------------------------------------------------------------------------------
+
+
+def to_json(path: Path, record: dict[str, Any]) -> None:
+    def default(value: Any) -> Any:
+        if dataclasses.is_dataclass(value):
+            return dataclasses.asdict(value)  # type: ignore[arg-type]
+        if isinstance(value, Path):
+            return str(value)
+        raise TypeError(type(value).__name__)
+
+    path.write_text(json.dumps(record, indent=1, default=default) + "\n")
+
+
+def plot(path: Path, ceiling: CeilingResult, title: str) -> None:
+    """Ack-latency p50 and p99 against offered rate, ours beside bare Flask (needs matplotlib)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(8, 5), dpi=120)
+    for name, summaries, colour in (("ours", ceiling.ours, "tab:blue"), ("bare Flask", ceiling.bare, "tab:grey")):
+        ordered = [runs[-1] for _, runs in sorted(final_runs(summaries).items())]
+        rates = [s.rate for s in ordered]
+        axes.plot(rates, [s.p50 * 1e3 for s in ordered], "o--", color=colour, label=f"{name} p50")
+        axes.plot(rates, [s.p99 * 1e3 for s in ordered], "o-", color=colour, label=f"{name} p99", linewidth=2)
+        failed = [s for s in ordered if s.errors]
+        if failed:
+            axes.plot([s.rate for s in failed], [s.p99 * 1e3 for s in failed], "x", color="tab:red", markersize=10)
+    axes.axhline(CEILING_P99 * 1e3, color="tab:red", linestyle=":", label="ceiling criterion: p99 100 ms")
+    axes.axhline(ACK_P99_TARGET * 1e3, color="tab:green", linestyle=":", label="ack target: p99 50 ms")
+    axes.set_xscale("log")
+    axes.set_yscale("log")
+    axes.set_xlabel("offered rate (signed webhooks per second, open loop)")
+    axes.set_ylabel("time to 200 (ms, from the scheduled send)")
+    axes.set_title(title, fontsize=10)
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)

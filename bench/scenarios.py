@@ -1,0 +1,547 @@
+"""The six measurements. Each starts what it needs, drives it, and returns plain numbers for the report.
+
+Every service here is the real one (``gunicorn app:app``) against the fakes in their own process, signed webhooks
+as Meta sends them, and the per-customer rate limit raised out of the way (the 500-turn conversation would trip
+it; the store's count behind it still runs for every message).
+"""
+
+from __future__ import annotations
+
+import http.client
+import math
+import shutil
+import signal
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tests.fakes import webhooks
+from tests.service import ACCESS_TOKEN, APP_SECRET, base_environment
+from whatsapp.config import OpenAISettings
+
+from .fakes import Fakes
+from .load import OpenLoop, Shot, Summary, percentile
+from .server import Gunicorn, Memory
+
+WEBHOOK_PATH = "/whatsapp/webhook"
+CEILING_P99 = 0.100  # seconds: the intake ceiling is the highest rate answered with p99 under this, and no error
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to run; ``QUICK`` proves every measurement works in a few seconds, ``FULL`` is the real thing."""
+
+    workers: int = 2
+    threads: int = 8
+    worker_threads: int | None = None  # AK_WORKER__THREADS; None keeps the service's default (8 per process)
+    history_tokens: int | None = None  # AK_OPENAI__HISTORY_TOKENS; None keeps the service's default (8000)
+    load_rate: float = 100.0
+    load_seconds: float = 10.0
+    customers: int = 500
+    model_delay: float = 2.0
+    drain_timeout: float = 400.0
+    ladder: tuple[float, ...] = (50, 100, 150, 200, 300, 400, 600, 800, 1200, 1600, 2400)
+    step_seconds: float = 5.0
+    warmup_seconds: float = 1.0
+    refine: int = 2
+    pipeline_messages: int = 200
+    pipeline_rate: float = 20.0
+    outbound_sends: int = 2000
+    outbound_threads: int = 8
+    turns: int = 500
+    checkpoints: tuple[int, ...] = (1, 50, 500)
+    fresh: bool = True  # a new service (and store) for each measurement and each ceiling step
+
+
+FULL = Plan()
+QUICK = Plan(
+    load_rate=50,
+    load_seconds=1,
+    customers=50,
+    model_delay=0.2,
+    drain_timeout=30,
+    ladder=(50, 100),
+    step_seconds=0.5,
+    warmup_seconds=0.2,
+    refine=0,
+    pipeline_messages=20,
+    outbound_sends=200,
+    turns=20,
+    checkpoints=(1, 10, 20),
+    fresh=False,
+)
+
+
+# results --------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AckResult:
+    summary: Summary
+    expected: int
+    answered_once: int
+    missing: int
+    duplicates: int  # messages answered more than once
+    strays: int  # texts sent in reply to nothing we sent
+    failed_sends: int
+    drain_seconds: float  # from the last webhook's 200 to the last answer at Graph
+    answer_p50: float  # webhook scheduled -> its answer at Graph
+    answer_p99: float
+    answer_max: float
+    memory: list[Memory]
+
+
+@dataclass(frozen=True)
+class CeilingResult:
+    ours: list[Summary]
+    bare: list[Summary]
+    ours_ceiling: float
+    bare_ceiling: float
+    ours_capped: bool  # every rate of the ladder passed: the ceiling is at least this
+    bare_capped: bool
+
+    @property
+    def ratio(self) -> float:
+        return self.ours_ceiling / self.bare_ceiling if self.bare_ceiling else math.nan
+
+
+@dataclass(frozen=True)
+class PipelineResult:
+    count: int
+    errors: int
+    total: list[float]  # webhook sent -> the reply's arrival at Graph, sorted
+    to_typing: list[float]  # webhook sent -> the mark-read/typing call at Graph
+    to_model: list[float]  # webhook sent -> the chat request at the model
+    model_to_reply: list[float]  # chat request at the model -> the reply at Graph
+    ack: list[float]
+
+
+@dataclass(frozen=True)
+class OutboundResult:
+    sends: int
+    threads: int
+    seconds: float
+    delivered: int
+    connections: int | None
+    latencies: list[float] = field(repr=False)
+
+    @property
+    def per_second(self) -> float:
+        return self.sends / self.seconds
+
+
+@dataclass(frozen=True)
+class Turn:
+    number: int
+    request_bytes: int
+    messages: int  # in the chat request, system prompt included
+    seconds: float  # webhook sent -> the reply at Graph
+
+
+@dataclass(frozen=True)
+class TurnsResult:
+    turns: list[Turn]
+    checkpoints: tuple[int, ...]
+    history_tokens: int
+
+    def at(self, number: int) -> Turn:
+        return self.turns[number - 1]
+
+    def seconds_around(self, number: int, half_window: int = 5) -> float:
+        """Median turn time of the turns within ``half_window`` of ``number`` (turn 1 alone: it is special)."""
+        if number == 1:
+            return self.turns[0].seconds
+        low, high = max(2, number - half_window), min(len(self.turns), number + half_window)
+        return percentile(sorted(t.seconds for t in self.turns[low - 1 : high]), 50)
+
+    def plateau(self) -> tuple[int, int] | None:
+        """Smallest and largest request (bytes) from the turn the budget was reached to the last turn."""
+        start = self.budget_reached_at
+        if start is None:
+            return None
+        sizes = [t.request_bytes for t in self.turns[start - 1 :]]
+        return min(sizes), max(sizes)
+
+    @property
+    def budget_reached_at(self) -> int | None:
+        """The first turn whose request holds no more messages than the one before: trimming has begun."""
+        for previous, turn in zip(self.turns, self.turns[1:], strict=False):
+            if turn.messages <= previous.messages:
+                return turn.number
+        return None
+
+
+# the bench's world: fakes, a working folder, services ----------------------------------------------------------
+
+
+class Bench:
+    """The fakes, a working folder and the services under test, for one run of the plan."""
+
+    def __init__(self, plan: Plan, workdir: Path, *, profile_dir: Path | None = None, log: Callable = print) -> None:
+        self.plan = plan
+        self.workdir = workdir
+        self.profile_dir = profile_dir
+        self.log = log
+        self.fakes = Fakes()
+        self._shared: Gunicorn | None = None
+        self._started: list[Gunicorn] = []
+
+    def close(self) -> None:
+        for service in self._started:
+            service.stop()
+        self.fakes.close()
+
+    def environment(self, name: str) -> dict[str, str]:
+        env = base_environment(self.fakes.graph_url, self.fakes.model_url + "/v1", self.workdir / f"{name}.db")
+        env["AK_WHATSAPP__RATE_LIMIT_PER_MINUTE"] = "1000000"
+        if self.plan.worker_threads:
+            env["AK_WORKER__THREADS"] = str(self.plan.worker_threads)
+        if self.plan.history_tokens:
+            env["AK_OPENAI__HISTORY_TOKENS"] = str(self.plan.history_tokens)
+        return env
+
+    @contextmanager
+    def ours(self, name: str) -> Iterator[Gunicorn]:
+        """Our service: a fresh one (own store) per use, or in quick mode one shared by every measurement."""
+        if not self.plan.fresh and self._shared is not None:
+            with self._profiled(self._shared, name):
+                yield self._shared
+            return
+        service = self._start("app:app", self.environment(name if self.plan.fresh else "shared"), "ours")
+        try:
+            with self._profiled(service, name):
+                yield service
+        finally:
+            if self.plan.fresh:
+                service.stop()
+                self._started.remove(service)
+            else:
+                self._shared = service
+
+    @contextmanager
+    def bare(self) -> Iterator[Gunicorn]:
+        service = self._start("bench.bare_app:app", self.environment("bare"), "bare")
+        try:
+            yield service
+        finally:
+            service.stop()
+            self._started.remove(service)
+
+    def _start(self, app: str, env: dict[str, str], name: str) -> Gunicorn:
+        for attempt in (1, 2):
+            service = Gunicorn(app, env, self.workdir, workers=self.plan.workers, threads=self.plan.threads, name=name)
+            try:
+                service.start()
+            except RuntimeError as error:
+                if attempt == 2:
+                    raise
+                self.log(f"  gunicorn did not start, trying once more on another port: {str(error)[-2000:]}")
+                continue
+            self._started.append(service)
+            return service
+        raise AssertionError("unreachable")
+
+    @contextmanager
+    def _profiled(self, service: Gunicorn, name: str) -> Iterator[None]:
+        """With ``--py-spy DIR``: sample the master and its workers while the measurement runs."""
+        if self.profile_dir is None or shutil.which("py-spy") is None:
+            yield
+            return
+        self.profile_dir.mkdir(parents=True, exist_ok=True)
+        output = self.profile_dir / f"{name}.txt"
+        command = ["py-spy", "record", "--pid", str(service.pid), "--subprocesses", "--rate", "200"]
+        command += ["--format", "raw", "--output", str(output), "--nonblocking"]
+        spy = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.5)  # let it attach
+        try:
+            yield
+        finally:
+            spy.send_signal(signal.SIGINT)
+            try:
+                spy.wait(30)
+            except subprocess.TimeoutExpired:
+                spy.kill()
+                spy.wait()
+
+
+# webhooks as Meta sends them ------------------------------------------------------------------------------------
+
+
+def customer(number: int) -> str:
+    return f"4477009{number:05d}"
+
+
+def text_shot(text: str, sender: str) -> Shot:
+    """A signed webhook carrying one text message; the shot's tag is the message id."""
+    message = webhooks.text_message(text, sender=sender)
+    body = webhooks.dumps(webhooks.webhook(message))
+    headers = (("Content-Type", "application/json"), ("X-Hub-Signature-256", webhooks.sign(body, APP_SECRET)))
+    return Shot(WEBHOOK_PATH, body, headers, tag=message["id"])
+
+
+def customer_shots(count: int, customers: int, offset: int = 0) -> list[Shot]:
+    return [
+        text_shot(f"Hello, is my order {offset + n} on its way? It was due yesterday.", customer(n % customers))
+        for n in range(count)
+    ]
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float, interval: float = 0.25) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(interval)
+    return True
+
+
+def _idle(service: Gunicorn) -> bool:
+    counts = service.health()["store"]["messages"]
+    return counts["received"] + counts["claimed"] + counts["answered"] == 0
+
+
+# 1 and 6: ack latency under load, every message answered once; memory after it ----------------------------------
+
+
+def ack_latency(bench: Bench) -> AckResult:
+    plan = bench.plan
+    shots = customer_shots(int(plan.load_rate * plan.load_seconds), plan.customers)
+    bench.fakes.call("reset")
+    bench.fakes.call("delay", plan.model_delay)
+    with bench.ours("ack") as service:
+        outcomes = OpenLoop(service.url).run(shots, plan.load_rate)
+        acked = {o.tag for o in outcomes if o.ok}
+        last_ack = max(o.done for o in outcomes)
+        bench.log(f"  {len(acked)}/{len(shots)} acknowledged; waiting for the answers...")
+        _wait_for(lambda: bench.fakes.call("text_count") >= len(acked), plan.drain_timeout)
+        _wait_for(lambda: _idle(service), 30)
+        time.sleep(0.5)  # a duplicate answer would arrive now
+        memory = service.worker_memory()
+    texts = bench.fakes.call("texts")
+    failed = bench.fakes.call("failed_sends")
+    bench.fakes.call("delay", 0.0)
+    replies = Counter(reply_to for _, reply_to, _ in texts)
+    answered_at = {reply_to: at for _, reply_to, at in texts}
+    scheduled = {o.tag: o.scheduled for o in outcomes}
+    answer_times = sorted(answered_at[tag] - scheduled[tag] for tag in acked if tag in answered_at)
+    return AckResult(
+        summary=Summary.of(plan.load_rate, outcomes),
+        expected=len(acked),
+        answered_once=sum(replies[tag] == 1 for tag in acked),
+        missing=sum(replies[tag] == 0 for tag in acked),
+        duplicates=sum(replies[tag] > 1 for tag in acked),
+        strays=sum(n for tag, n in replies.items() if tag not in scheduled),
+        failed_sends=failed,
+        drain_seconds=max((at for _, _, at in texts), default=last_ack) - last_ack,
+        answer_p50=percentile(answer_times, 50),
+        answer_p99=percentile(answer_times, 99),
+        answer_max=answer_times[-1] if answer_times else math.nan,
+        memory=memory,
+    )
+
+
+# 2: intake ceiling, ours against bare Flask ---------------------------------------------------------------------
+
+
+def passes(summary: Summary) -> bool:
+    return summary.errors == 0 and summary.p99 < CEILING_P99
+
+
+def climb(run_step: Callable[[float], Summary], ladder: Sequence[float], refine: int) -> tuple[list[Summary], float]:
+    """Run rates up the ladder until one fails, then bisect (geometrically) ``refine`` times.
+
+    Returns every run (a rate that failed once and passed on its second run appears twice) and the ceiling.
+    """
+    results: list[Summary] = []
+
+    def trial(rate: float) -> bool:
+        """A rate passes if one of two runs does: one stall of the shared machine must not end the climb."""
+        for _ in range(2):
+            summary = run_step(rate)
+            results.append(summary)
+            if passes(summary):
+                return True
+        return False
+
+    passed: float | None = None
+    failed: float | None = None
+    for rate in ladder:
+        if not trial(rate):
+            failed = rate
+            break
+        passed = rate
+    for _ in range(refine):
+        if passed is None or failed is None:
+            break
+        middle = float(round(math.sqrt(passed * failed), -1))
+        if middle in (passed, failed):
+            break
+        if trial(middle):
+            passed = middle
+        else:
+            failed = middle
+    return results, passed or 0.0
+
+
+def _step(bench: Bench, service: Gunicorn, rate: float, label: str) -> Summary:
+    plan = bench.plan
+    warmup = customer_shots(max(1, int(50 * plan.warmup_seconds)), plan.customers, offset=10**6)
+    OpenLoop(service.url).run(warmup, 50)
+    shots = customer_shots(max(1, int(rate * plan.step_seconds)), plan.customers)
+    summary = Summary.of(rate, OpenLoop(service.url).run(shots, rate))
+    bench.log(
+        f"  {label:4} {rate:6.0f}/s: p50 {summary.p50 * 1e3:7.1f} ms  p99 {summary.p99 * 1e3:7.1f} ms"
+        f"  errors {summary.errors}  {'pass' if passes(summary) else 'FAIL'}"
+    )
+    return summary
+
+
+def intake_ceiling(bench: Bench) -> CeilingResult:
+    plan = bench.plan
+    bench.fakes.call("reset")
+    bench.fakes.call("delay", plan.model_delay)
+
+    def ours_step(rate: float) -> Summary:
+        with bench.ours(f"ceiling-{rate:g}") as service:
+            return _step(bench, service, rate, "ours")
+
+    ours, ours_ceiling = climb(ours_step, plan.ladder, plan.refine)
+    with bench.bare() as service:
+        bare, bare_ceiling = climb(lambda rate: _step(bench, service, rate, "bare"), plan.ladder, plan.refine)
+    bench.fakes.call("delay", 0.0)
+    return CeilingResult(
+        ours=ours,
+        bare=bare,
+        ours_ceiling=ours_ceiling,
+        bare_ceiling=bare_ceiling,
+        ours_capped=ours_ceiling >= max(plan.ladder),
+        bare_capped=bare_ceiling >= max(plan.ladder),
+    )
+
+
+# 3: pipeline overhead with an instant model ---------------------------------------------------------------------
+
+
+def pipeline_overhead(bench: Bench) -> PipelineResult:
+    plan = bench.plan
+    texts = [f"Pipeline check {n}: what time do you close today?" for n in range(plan.pipeline_messages)]
+    shots = [text_shot(text, customer(50_000 + n)) for n, text in enumerate(texts)]
+    bench.fakes.call("reset")
+    bench.fakes.call("delay", 0.0)
+    with bench.ours("pipeline") as service:
+        outcomes = OpenLoop(service.url, connections=4).run(shots, plan.pipeline_rate)
+        _wait_for(lambda: bench.fakes.call("text_count") >= len(shots), 60, interval=0.1)
+        replies = {reply_to: at for _, reply_to, at in bench.fakes.call("texts")}
+        reads = dict(bench.fakes.call("reads"))
+        chats = {text: at for at, _, _, text in bench.fakes.call("chats")}
+    total, to_typing, to_model, model_to_reply = [], [], [], []
+    for text, outcome in zip(texts, outcomes, strict=True):
+        replied = replies.get(outcome.tag)
+        if replied is None:
+            continue
+        total.append(replied - outcome.sent)
+        if outcome.tag in reads:
+            to_typing.append(reads[outcome.tag] - outcome.sent)
+        if text in chats:
+            to_model.append(chats[text] - outcome.sent)
+            model_to_reply.append(replied - chats[text])
+    return PipelineResult(
+        count=len(total),
+        errors=sum(not o.ok for o in outcomes) + len(shots) - len(total),
+        total=sorted(total),
+        to_typing=sorted(to_typing),
+        to_model=sorted(to_model),
+        model_to_reply=sorted(model_to_reply),
+        ack=sorted(o.done - o.sent for o in outcomes),
+    )
+
+
+# 4: outbound throughput of the Graph client ---------------------------------------------------------------------
+
+
+def outbound_throughput(bench: Bench) -> OutboundResult:
+    from whatsapp.client import GraphClient
+
+    plan = bench.plan
+    bench.fakes.call("reset")
+    client = GraphClient(
+        access_token=ACCESS_TOKEN,
+        phone_number_id=webhooks.PHONE_NUMBER_ID,
+        graph_url=bench.fakes.graph_url,
+        pool_size=plan.outbound_threads + 2,  # as the service sizes it: worker threads + 2
+    )
+
+    def send(n: int) -> float:
+        started = time.perf_counter()
+        client.send_text(customer(n % 500), f"Your order {n} left our warehouse this morning.", reply_to=None)
+        return time.perf_counter() - started
+
+    with client, ThreadPoolExecutor(plan.outbound_threads) as pool:
+        list(pool.map(send, range(plan.outbound_threads * 2)))  # open the connections first
+        bench.fakes.call("reset")
+        started = time.perf_counter()
+        latencies = list(pool.map(send, range(plan.outbound_sends)))
+        seconds = time.perf_counter() - started
+        connections = _connections_opened(client)
+    return OutboundResult(
+        sends=plan.outbound_sends,
+        threads=plan.outbound_threads,
+        seconds=seconds,
+        delivered=bench.fakes.call("text_count"),
+        connections=connections,
+        latencies=sorted(latencies),
+    )
+
+
+def _connections_opened(client: object) -> int | None:
+    """How many TCP connections urllib3 opened in all (keep-alive: as many as threads, not as many as sends)."""
+    try:
+        manager = client._session.get_adapter("http://").poolmanager  # type: ignore[attr-defined]
+        return sum(manager.pools[key].num_connections for key in manager.pools.keys())
+    except (AttributeError, KeyError):
+        return None
+
+
+# 5: cost against conversation length ----------------------------------------------------------------------------
+
+
+def conversation_cost(bench: Bench) -> TurnsResult:
+    plan = bench.plan
+    who = customer(90_000)
+    bench.fakes.call("reset")
+    bench.fakes.call("delay", 0.0)
+    sent: dict[str, float] = {}
+    with bench.ours("turns") as service:
+        connection = http.client.HTTPConnection("127.0.0.1", int(service.url.rsplit(":", 1)[1]), timeout=10)
+        for number in range(1, plan.turns + 1):
+            shot = text_shot(
+                f"Turn {number}: do you have the blue jacket in size M, and how long does delivery to Leeds take?",
+                who,
+            )
+            sent[shot.tag] = time.monotonic()
+            connection.request("POST", shot.path, body=shot.body, headers=dict(shot.headers))
+            response = connection.getresponse()
+            response.read()
+            if response.status != 200:
+                raise RuntimeError(f"turn {number}: webhook answered {response.status}")
+            if not bench.fakes.call("wait_texts", number, who, 30.0):
+                raise RuntimeError(f"turn {number}: no reply within 30 s\n{service.logs()[-3000:]}")
+        connection.close()
+        texts = [(reply_to, at) for to, reply_to, at in bench.fakes.call("texts") if to == who]
+        chats = bench.fakes.call("chats")
+    order = list(sent)
+    replies = dict(texts)
+    turns = [
+        Turn(number=n + 1, request_bytes=size, messages=count, seconds=replies[order[n]] - sent[order[n]])
+        for n, (_, size, count, _) in enumerate(chats[: plan.turns])
+    ]
+    return TurnsResult(
+        turns=turns,
+        checkpoints=tuple(c for c in plan.checkpoints if c <= len(turns)),
+        history_tokens=plan.history_tokens or OpenAISettings().history_tokens,
+    )

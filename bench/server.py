@@ -1,0 +1,150 @@
+"""Start an app under a real ``gunicorn`` on loopback, read its workers' memory, stop it.
+
+The bench measures what people deploy, so this is the same command line as ``tests/service.py`` (gthread workers,
+``--workers`` x ``--threads``) for any app: ours (``app:app``) or the bare Flask yardstick (``bench.bare_app:app``).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.service import ROOT, free_port
+
+
+@dataclass(frozen=True)
+class Memory:
+    """One worker process's resident memory (kB): now (VmRSS) and at its peak (VmHWM)."""
+
+    pid: int
+    rss_kb: int
+    peak_kb: int
+
+
+def children(pid: int) -> list[int]:
+    """The direct children of ``pid`` (gunicorn's master -> its workers)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as listing:
+            return [int(child) for child in listing.read().split()]
+    except OSError:
+        pass
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text(encoding="ascii")
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return sorted(found)
+
+
+def memory(pid: int) -> Memory:
+    fields = {}
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            name, _, value = line.partition(":")
+            if name in ("VmRSS", "VmHWM"):
+                fields[name] = int(value.split()[0])
+    return Memory(pid=pid, rss_kb=fields.get("VmRSS", 0), peak_kb=fields.get("VmHWM", 0))
+
+
+class Gunicorn:
+    """``gunicorn <app> --workers W --threads T`` in its own process group, logging to ``workdir``."""
+
+    def __init__(
+        self, app: str, env: dict[str, str], workdir: Path, *, workers: int = 2, threads: int = 8, name: str = ""
+    ) -> None:
+        self.app = app
+        self.env = env
+        self.workdir = workdir
+        self.workers = workers
+        self.threads = threads
+        self.name = name or app.split(":")[0].replace(".", "-")
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = workdir / f"{self.name}-{self.port}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30.0) -> Gunicorn:
+        command = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            self.app,
+            "--pythonpath",
+            str(ROOT),
+            "--bind",
+            f"127.0.0.1:{self.port}",
+            "--workers",
+            str(self.workers),
+            "--threads",
+            str(self.threads),
+            "--graceful-timeout",
+            "10",
+        ]
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                command, cwd=self.workdir, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gunicorn {self.app} exited with {self.process.returncode}:\n{self.logs()}")
+            if self._answers() and len(children(self.process.pid)) >= self.workers:
+                return self
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"gunicorn {self.app} did not answer within {timeout}s:\n{self.logs()}")
+
+    def _answers(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.url + "/healthz", timeout=1) as response:
+                return response.status == 200
+        except urllib.error.HTTPError as error:
+            return error.code == 503  # up, but the store is not reachable yet
+        except OSError:
+            return False
+
+    @property
+    def pid(self) -> int:
+        if self.process is None:
+            raise RuntimeError("not started")
+        return self.process.pid
+
+    def worker_memory(self) -> list[Memory]:
+        return [memory(pid) for pid in children(self.pid)]
+
+    def health(self) -> dict:
+        import json
+
+        with urllib.request.urlopen(self.url + "/healthz", timeout=5) as response:
+            return json.load(response)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """SIGTERM to the whole process group (master and workers), then SIGKILL if it lingers."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(5)
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def __enter__(self) -> Gunicorn:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
