@@ -265,6 +265,9 @@ class Webhook:
 # --------------------------------------------------------------------------- tolerant readers
 
 
+MAX_TIMESTAMP = 2**63 - 1  # what a store can keep as an integer; a larger "timestamp" is garbage
+
+
 def _dict(x: object) -> dict:
     return x if isinstance(x, dict) else {}
 
@@ -274,8 +277,15 @@ def _str(x: object) -> str | None:
 
 
 def _ident(x: object) -> str | None:
-    """An id or phone number: a non-empty string; a bare integer is accepted and turned into one."""
+    """An id or phone number: a non-empty string; a bare integer is accepted and turned into one.
+
+    A string that cannot be stored as UTF-8 (a lone surrogate from a ``\\ud800`` escape) is no usable id.
+    """
     if isinstance(x, str):
+        try:
+            x.encode("utf-8")
+        except UnicodeEncodeError:
+            return None
         return x or None
     if isinstance(x, int) and not isinstance(x, bool):
         return str(x)
@@ -575,7 +585,7 @@ def _build(raw: dict, env: _Env, outer: dict | None = None) -> Message:
     if outer is not None and from_ is None and from_user_id is None:
         from_, from_user_id = _ident(outer["raw"].get("from")), outer["from_user_id"]
     timestamp = _int(raw.get("timestamp"))
-    if timestamp is None or timestamp < 0:
+    if timestamp is None or not 0 <= timestamp <= MAX_TIMESTAMP:
         if outer is not None and "timestamp" not in raw:
             timestamp = outer["timestamp"]
         else:
@@ -666,7 +676,7 @@ def parse_message(raw: object, value: object) -> Message:
 
 def _status(raw: dict, value: dict, problems: _Problems, at: str) -> Status:
     timestamp = _int(raw.get("timestamp"))
-    if timestamp is None or timestamp < 0:
+    if timestamp is None or not 0 <= timestamp <= MAX_TIMESTAMP:
         problems.add(at, f"timestamp is {_describe(raw.get('timestamp'))}, not unix seconds")
         timestamp = 0
     status = raw.get("status")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import atexit
 import importlib
 import logging
+import os
+import sys
 from dataclasses import dataclass
 
 import click
@@ -86,9 +88,25 @@ def create_app(
             how_to_set("whatsapp", "app_secret"),
         )
     if start_worker if start_worker is not None else _serving():
-        worker.start()
+        if _in_gunicorn_master():
+            os.register_at_fork(after_in_child=worker.start)  # each forked worker process starts its own
+        else:
+            worker.start()
         atexit.register(worker.stop)
     return app
+
+
+def _in_gunicorn_master() -> bool:
+    """``gunicorn --preload`` builds the app in the master (in ``Arbiter.setup``), which then forks the workers:
+    threads started there would run every job in the master and would not survive the fork."""
+    if "gunicorn.arbiter" not in sys.modules:
+        return False
+    frame = sys._getframe()
+    while frame is not None:
+        if frame.f_code.co_name == "setup" and frame.f_globals.get("__name__") == "gunicorn.arbiter":
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _serving() -> bool:

@@ -18,7 +18,7 @@ from flask import Blueprint, Response, current_app, request
 
 from .messages import Webhook, parse_webhook
 from .privacy import mask
-from .store import InboxEntry, StoreUnavailable
+from .store import InboxEntry, Store, StoreUnavailable
 
 log = logging.getLogger("whatsapp.webhook")
 
@@ -69,7 +69,7 @@ def receive() -> Response:
 
     try:
         payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
         log.warning("webhook refused: the body is not JSON (%d bytes)", len(body))
         return _text("invalid JSON", 400)
     if not isinstance(payload, dict):
@@ -79,7 +79,7 @@ def receive() -> Response:
     update = parse_webhook(payload)
     entries = _inbox_entries(update, service.settings.whatsapp.phone_number_id)
     try:
-        created = service.store.record(entries) if entries else []
+        created = _record(service.store, entries)
     except StoreUnavailable as error:
         log.error("webhook answered 503: could not record %d message(s): %s", len(entries), error)
         return _text("store unavailable, please redeliver", 503)
@@ -104,6 +104,27 @@ def signature_matches(body: bytes, header: str, app_secret: str) -> bool:
     return hmac.compare_digest(expected.encode(), received.strip().lower().encode())
 
 
+def _record(store: Store, entries: list[InboxEntry]) -> list[bool]:
+    """Record the entries in one go; if one cannot be stored as sent (nested too deep to serialise, say), record
+    the others one by one and skip it with a log line, so that one bad message does not cost the rest a 200."""
+    if not entries:
+        return []
+    try:
+        return store.record(entries)
+    except (ValueError, TypeError, RecursionError) as error:
+        log.warning(
+            "a batch of %d message(s) could not be stored as sent (%s); recording one by one", len(entries), error
+        )
+    created = []
+    for entry in entries:
+        try:
+            created += store.record([entry])
+        except (ValueError, TypeError, RecursionError) as error:
+            log.warning("message %s: cannot be stored (%s); ignored", entry.id, type(error).__name__)
+            created.append(False)
+    return created
+
+
 def _inbox_entries(update: Webhook, phone_number_id: str | None) -> list[InboxEntry]:
     entries = []
     received_at = time.time()
@@ -112,6 +133,9 @@ def _inbox_entries(update: Webhook, phone_number_id: str | None) -> list[InboxEn
             log.info(
                 "message %s: for phone number id %s, not ours; ignored", message.id, message.phone_number_id or "?"
             )
+            continue
+        if not message.id:
+            log.warning("a message without an id cannot be deduplicated; ignored")
             continue
         if not message.sender:
             log.warning("message %s: has neither 'from' nor 'from_user_id'; ignored", message.id)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from tests.fakes import webhooks as wh
 from tests.fakes.openai_server import text_of
 from tests.reliability.conftest import inbox_row, post_concurrently
@@ -63,11 +61,6 @@ def test_one_customers_messages_keep_their_order_while_another_customer_is_not_h
         assert reply["at"] < next_question.at  # one at a time: each asked only after the previous was answered
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="service.create_app starts the worker threads at import; with --preload that is the gunicorn master, "
-    "and nothing starts them again in the forked workers",
-)
 def test_with_preload_the_jobs_run_in_the_worker_processes_not_in_the_gunicorn_master(start_service, fakes):
     graph, model = fakes
     service = start_service(workers=3, GUNICORN_CMD_ARGS="--preload")
