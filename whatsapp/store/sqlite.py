@@ -20,6 +20,7 @@ from .base import OPEN_STATES, InboxEntry, Job, Reply, Store, StoreUnavailable
 
 HISTORY_KEEP = 400  # turns kept per sender; the agent trims further to its token budget
 
+_BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 _OPEN = "(" + ", ".join(f"'{state}'" for state in OPEN_STATES) + ")"
 
 _SCHEMA = f"""
@@ -40,6 +41,7 @@ CREATE TABLE IF NOT EXISTS inbox (
     updated_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS inbox_open ON inbox (sender, ts, seq) WHERE state IN {_OPEN};
+CREATE INDEX IF NOT EXISTS inbox_open_order ON inbox (ts, seq) WHERE state IN {_OPEN};
 CREATE INDEX IF NOT EXISTS inbox_finished ON inbox (updated_at) WHERE state IN ('done', 'failed');
 CREATE INDEX IF NOT EXISTS inbox_sender_received ON inbox (sender, received_at);
 CREATE TABLE IF NOT EXISTS replies (
@@ -74,16 +76,18 @@ CREATE TABLE IF NOT EXISTS media (
 """
 
 # The head of each customer's queue, when nobody holds a live lease on that customer's messages.
+# Walked in (ts, seq) order, it stops at the first claimable head instead of sorting the whole backlog; the
+# subqueries must use the open-messages index (left alone, the planner picks one holding every finished message).
 _CLAIMABLE = f"""
-SELECT i.seq, i.sender FROM inbox i
+SELECT i.seq, i.sender FROM inbox i INDEXED BY inbox_open_order
 WHERE i.state IN {_OPEN}
   AND (i.holder IS NULL OR i.lease_until < :now)
   AND i.not_before <= :now
   AND NOT EXISTS (
-      SELECT 1 FROM inbox j WHERE j.sender = i.sender AND j.state IN {_OPEN}
+      SELECT 1 FROM inbox j INDEXED BY inbox_open WHERE j.sender = i.sender AND j.state IN {_OPEN}
         AND (j.ts < i.ts OR (j.ts = i.ts AND j.seq < i.seq)))
   AND NOT EXISTS (
-      SELECT 1 FROM inbox k WHERE k.sender = i.sender AND k.state IN {_OPEN}
+      SELECT 1 FROM inbox k INDEXED BY inbox_open WHERE k.sender = i.sender AND k.state IN {_OPEN}
         AND k.holder IS NOT NULL AND k.lease_until >= :now)
 ORDER BY i.ts, i.seq
 LIMIT 1
@@ -95,6 +99,7 @@ class SQLiteStore(Store):
         self.path = str(path)
         self._write_timeout = write_timeout
         self._local = threading.local()
+        self._writer = threading.Lock()
         # A connection must never cross a fork (gunicorn --preload): the child opens its own.
         os.register_at_fork(after_in_child=self._forget_connections)
         if self.path != ":memory:":
@@ -113,6 +118,7 @@ class SQLiteStore(Store):
 
     def _forget_connections(self) -> None:
         self._local = threading.local()
+        self._writer = threading.Lock()
 
     def _connection(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
@@ -126,21 +132,48 @@ class SQLiteStore(Store):
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction; any SQLite failure becomes :class:`StoreUnavailable`."""
+        """One write transaction; any SQLite failure becomes :class:`StoreUnavailable`.
+
+        This process's writers queue on a lock, without sleeping; against other processes ``BEGIN IMMEDIATE`` is
+        retried every millisecond or two until ``write_timeout``. SQLite's own busy handler sleeps 1, 2, 5, 10, 15,
+        20, 25 ms... between tries, so a lock held for half a millisecond cost a waiting webhook tens of them.
+        """
+        if not self._writer.acquire(timeout=self._write_timeout):
+            raise StoreUnavailable(f"SQLite store {self.path}: this process's writers are stuck behind a lock")
         try:
-            db = self._connection()
-            db.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as error:
-            raise StoreUnavailable(f"SQLite store {self.path}: {error}") from error
-        try:
-            yield db
-            db.execute("COMMIT")
-        except BaseException as error:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            if isinstance(error, sqlite3.Error):
+            try:
+                db = self._connection()
+                self._begin(db)
+            except sqlite3.Error as error:
                 raise StoreUnavailable(f"SQLite store {self.path}: {error}") from error
-            raise
+            try:
+                yield db
+                db.execute("COMMIT")
+            except BaseException as error:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                if isinstance(error, sqlite3.Error):
+                    raise StoreUnavailable(f"SQLite store {self.path}: {error}") from error
+                raise
+        finally:
+            self._writer.release()
+
+    def _begin(self, db: sqlite3.Connection) -> None:
+        deadline = time.monotonic() + self._write_timeout
+        pause = 0.0001
+        db.execute("PRAGMA busy_timeout = 0")
+        try:
+            while True:
+                try:
+                    db.execute("BEGIN IMMEDIATE")
+                    return
+                except sqlite3.OperationalError as error:
+                    if error.sqlite_errorcode not in _BUSY or time.monotonic() + pause > deadline:
+                        raise
+                time.sleep(pause)
+                pause = min(pause * 2, 0.002)
+        finally:
+            db.execute(f"PRAGMA busy_timeout = {int(self._write_timeout * 1000)}")
 
     def _read(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
         try:
