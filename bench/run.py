@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     if "ack" in results:
         rows.append(report.ack_row(results["ack"], plan))
     if "ceiling" in results:
-        rows.append(report.ceiling_row(results["ceiling"]))
+        rows.append(report.ceiling_row(results["ceiling"], plan))
     if "pipeline" in results:
         rows.append(report.pipeline_row(results["pipeline"], plan))
     if "outbound" in results:
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     if "ack" in results:
         print("\n" + report.ack_details(results["ack"]))
     if "ceiling" in results:
-        print("\nIntake ladder (time to 200 from the scheduled send; ✗ = over 100 ms p99 or errors):\n")
+        print("\nIntake ladder (time to 200 from the scheduled send; ✗ = p99 over 100 ms, or errors):\n")
         print(report.ceiling_table(results["ceiling"]))
     if "pipeline" in results:
         print("\nPipeline stages (instant model):\n")

@@ -30,6 +30,7 @@ from .server import Gunicorn, Memory
 
 WEBHOOK_PATH = "/whatsapp/webhook"
 CEILING_P99 = 0.100  # seconds: the intake ceiling is the highest rate answered with p99 under this, and no error
+GENERATOR_LAG = 0.050  # seconds at p99: a generator this late is measuring itself, not the server
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ class Plan:
     customers: int = 500
     model_delay: float = 2.0
     drain_timeout: float = 400.0
-    ladder: tuple[float, ...] = (50, 100, 150, 200, 300, 400, 600, 800, 1200, 1600, 2400)
+    ladder: tuple[float, ...] = (50, 100, 200, 300, 400, 600, 800, 1200, 1600, 2400, 3200, 4800)
     step_seconds: float = 5.0
     warmup_seconds: float = 1.0
     refine: int = 2
@@ -98,16 +99,12 @@ class AckResult:
 
 @dataclass(frozen=True)
 class CeilingResult:
-    ours: list[Summary]
-    bare: list[Summary]
-    ours_ceiling: float
-    bare_ceiling: float
-    ours_capped: bool  # every rate of the ladder passed: the ceiling is at least this
-    bare_capped: bool
+    ours: Climb
+    bare: Climb
 
     @property
     def ratio(self) -> float:
-        return self.ours_ceiling / self.bare_ceiling if self.bare_ceiling else math.nan
+        return self.ours.ceiling / self.bare.ceiling if self.bare.ceiling else math.nan
 
 
 @dataclass(frozen=True)
@@ -352,18 +349,31 @@ def passes(summary: Summary) -> bool:
     return summary.errors == 0 and summary.p99 < CEILING_P99
 
 
-def climb(run_step: Callable[[float], Summary], ladder: Sequence[float], refine: int) -> tuple[list[Summary], float]:
+@dataclass(frozen=True)
+class Climb:
+    """Every run of one climb, the ceiling, and why the climb stopped short of a failure, if it did."""
+
+    runs: list[Summary]
+    ceiling: float
+    stopped: str | None = None  # "top of the ladder" or "generator limit": the real ceiling is higher
+
+
+def climb(run_step: Callable[[float], Summary], ladder: Sequence[float], refine: int) -> Climb:
     """Run rates up the ladder until one fails, then bisect (geometrically) ``refine`` times.
 
-    Returns every run (a rate that failed once and passed on its second run appears twice) and the ceiling.
+    A run whose generator itself fell behind (``GENERATOR_LAG`` at p99) measured the client, not the server: the
+    climb stops there and the ceiling is a lower bound. Every run is kept (a rate that failed once and passed on its
+    second run appears twice).
     """
-    results: list[Summary] = []
+    runs: list[Summary] = []
 
-    def trial(rate: float) -> bool:
+    def trial(rate: float) -> bool | None:
         """A rate passes if one of two runs does: one stall of the shared machine must not end the climb."""
         for _ in range(2):
             summary = run_step(rate)
-            results.append(summary)
+            runs.append(summary)
+            if summary.send_lag_p99 > GENERATOR_LAG:
+                return None
             if passes(summary):
                 return True
         return False
@@ -371,21 +381,29 @@ def climb(run_step: Callable[[float], Summary], ladder: Sequence[float], refine:
     passed: float | None = None
     failed: float | None = None
     for rate in ladder:
-        if not trial(rate):
+        verdict = trial(rate)
+        if verdict is None:
+            return Climb(runs, passed or 0.0, "generator limit")
+        if not verdict:
             failed = rate
             break
         passed = rate
+    if failed is None:
+        return Climb(runs, passed or 0.0, "top of the ladder")
     for _ in range(refine):
-        if passed is None or failed is None:
+        if passed is None:
             break
         middle = float(round(math.sqrt(passed * failed), -1))
         if middle in (passed, failed):
             break
-        if trial(middle):
+        verdict = trial(middle)
+        if verdict is None:
+            break
+        if verdict:
             passed = middle
         else:
             failed = middle
-    return results, passed or 0.0
+    return Climb(runs, passed or 0.0)
 
 
 def _step(bench: Bench, service: Gunicorn, rate: float, label: str) -> Summary:
@@ -396,7 +414,8 @@ def _step(bench: Bench, service: Gunicorn, rate: float, label: str) -> Summary:
     summary = Summary.of(rate, OpenLoop(service.url).run(shots, rate))
     bench.log(
         f"  {label:4} {rate:6.0f}/s: p50 {summary.p50 * 1e3:7.1f} ms  p99 {summary.p99 * 1e3:7.1f} ms"
-        f"  errors {summary.errors}  {'pass' if passes(summary) else 'FAIL'}"
+        f"  errors {summary.errors}  generator lag p99 {summary.send_lag_p99 * 1e3:5.1f} ms"
+        f"  {'pass' if passes(summary) else 'FAIL'}"
     )
     return summary
 
@@ -410,18 +429,11 @@ def intake_ceiling(bench: Bench) -> CeilingResult:
         with bench.ours(f"ceiling-{rate:g}") as service:
             return _step(bench, service, rate, "ours")
 
-    ours, ours_ceiling = climb(ours_step, plan.ladder, plan.refine)
+    ours = climb(ours_step, plan.ladder, plan.refine)
     with bench.bare() as service:
-        bare, bare_ceiling = climb(lambda rate: _step(bench, service, rate, "bare"), plan.ladder, plan.refine)
+        bare = climb(lambda rate: _step(bench, service, rate, "bare"), plan.ladder, plan.refine)
     bench.fakes.call("delay", 0.0)
-    return CeilingResult(
-        ours=ours,
-        bare=bare,
-        ours_ceiling=ours_ceiling,
-        bare_ceiling=bare_ceiling,
-        ours_capped=ours_ceiling >= max(plan.ladder),
-        bare_capped=bare_ceiling >= max(plan.ladder),
-    )
+    return CeilingResult(ours=ours, bare=bare)
 
 
 # 3: pipeline overhead with an instant model ---------------------------------------------------------------------

@@ -90,6 +90,7 @@ class Gunicorn:
             str(self.threads),
             "--graceful-timeout",
             "10",
+            "--no-control-socket",  # one path per user by default: concurrent gunicorns would share it
         ]
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(

@@ -44,9 +44,9 @@ def test_ceiling_is_the_highest_passing_rate_after_bisection():
         p99 = 0.01 if rate <= 250 else 0.5
         return Summary(rate, 10, 0, p99, p99, p99, p99, 0.0)
 
-    results, ceiling = climb(step, (100, 200, 400, 800), refine=2)
-    assert [s.rate for s in results] == [100, 200, 400, 400, 280, 280, 240]  # a failing rate is tried twice
-    assert ceiling == 240
+    result = climb(step, (100, 200, 400, 800), refine=2)
+    assert [s.rate for s in result.runs] == [100, 200, 400, 400, 280, 280, 240]  # a failing rate is tried twice
+    assert (result.ceiling, result.stopped) == (240, None)
 
 
 def test_one_stalled_run_does_not_end_the_climb():
@@ -57,6 +57,16 @@ def test_one_stalled_run_does_not_end_the_climb():
         stalls.discard(rate)
         return Summary(rate, 10, 0, p99, p99, p99, p99, 0.0)
 
-    results, ceiling = climb(step, (100, 200, 400), refine=0)
-    assert [s.rate for s in results] == [100, 200, 200, 400, 400]
-    assert ceiling == 200
+    result = climb(step, (100, 200, 400), refine=0)
+    assert [s.rate for s in result.runs] == [100, 200, 200, 400, 400]
+    assert result.ceiling == 200
+
+
+def test_a_generator_that_falls_behind_ends_the_climb_with_a_lower_bound():
+    def step(rate: float) -> Summary:
+        lag = 0.4 if rate >= 400 else 0.001  # the client could not send 400/s on time
+        return Summary(rate, 10, 0, 0.01, 0.01, 0.01, 0.02, lag)
+
+    result = climb(step, (100, 200, 400, 800), refine=2)
+    assert [s.rate for s in result.runs] == [100, 200, 400]
+    assert (result.ceiling, result.stopped) == (200, "generator limit")
