@@ -125,10 +125,23 @@ class SQLiteStore(Store):
         if db is None:
             db = sqlite3.connect(self.path, timeout=self._write_timeout, isolation_level=None)
             db.row_factory = sqlite3.Row
-            db.execute("PRAGMA journal_mode=WAL")
+            self._use_wal(db)
             db.execute("PRAGMA synchronous=FULL")
             self._local.db = db
         return db
+
+    def _use_wal(self, db: sqlite3.Connection) -> None:
+        """Switch to WAL; on a new file that fails at once, with no busy wait, while another process switches it
+        too (two gunicorn workers booting on a fresh store), so it is retried until ``write_timeout``."""
+        deadline = time.monotonic() + self._write_timeout
+        while True:
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as error:
+                if error.sqlite_errorcode not in _BUSY or time.monotonic() > deadline:
+                    raise
+            time.sleep(0.01)
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
