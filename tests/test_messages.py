@@ -604,7 +604,7 @@ def test_sample_payload_parses_without_problems_it_did_not_plant():
     assert parsed.problems == ()
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(json_values)
 def test_arbitrary_json_never_raises(payload):
     parsed = parse_webhook(payload)
@@ -612,7 +612,7 @@ def test_arbitrary_json_never_raises(payload):
     assert_no_internal_error(parsed)
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(json_values, json_values)
 def test_arbitrary_message_in_a_valid_envelope_never_raises(raw, contacts):
     payload = fk.envelope([raw], contacts=contacts)
@@ -621,7 +621,7 @@ def test_arbitrary_message_in_a_valid_envelope_never_raises(raw, contacts):
     assert isinstance(parse_message(raw, payload["entry"][0]["changes"][0]["value"]), Message)
 
 
-@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_mutated_valid_payload_never_raises(data):
     payload = copy.deepcopy(SAMPLE_PAYLOAD)
