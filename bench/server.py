@@ -9,14 +9,13 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.service import ROOT, free_port
+from tests.service import free_port, gunicorn_command
 
 
 @dataclass(frozen=True)
@@ -75,23 +74,7 @@ class Gunicorn:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> Gunicorn:
-        command = [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            self.app,
-            "--pythonpath",
-            str(ROOT),
-            "--bind",
-            f"127.0.0.1:{self.port}",
-            "--workers",
-            str(self.workers),
-            "--threads",
-            str(self.threads),
-            "--graceful-timeout",
-            "10",
-            "--no-control-socket",  # one path per user by default: concurrent gunicorns would share it
-        ]
+        command = gunicorn_command(self.app, self.port, self.workers, self.threads)
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
                 command, cwd=self.workdir, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True

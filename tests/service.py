@@ -31,6 +31,27 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def gunicorn_command(app: str, port: int, workers: int, threads: int) -> list[str]:
+    """``gunicorn <app>`` on loopback as the tests and the bench run it."""
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        app,
+        "--pythonpath",
+        str(ROOT),
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(workers),
+        "--threads",
+        str(threads),
+        "--graceful-timeout",
+        "10",
+        "--no-control-socket",  # one path per user by default: concurrent gunicorns would share it
+    ]
+
+
 def base_environment(graph_url: str, openai_url: str, database: Path) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith(("AK_", "OPENAI_"))}
     env.update(
@@ -71,22 +92,7 @@ class Service:
     def start(self, timeout: float = 20) -> Service:
         log_path = self.workdir / f"gunicorn-{len(self._log_files)}.log"
         self._log_files.append(log_path)
-        command = [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "app:app",
-            "--pythonpath",
-            str(ROOT),
-            "--bind",
-            f"127.0.0.1:{self.port}",
-            "--workers",
-            str(self.workers),
-            "--threads",
-            str(self.threads),
-            "--graceful-timeout",
-            "10",
-        ]
+        command = gunicorn_command("app:app", self.port, self.workers, self.threads)
         if self.hostname:  # `unshare --uts` needs root, as CI has; exec keeps the pid, so stop() and kill() work
             command = ["unshare", "--uts", "--", "sh", "-c", 'hostname "$0" && exec "$@"', self.hostname, *command]
         with open(log_path, "wb") as log:
