@@ -61,6 +61,7 @@ def test_signed_text_is_answered_with_the_models_reply_threaded_to_it(service, f
     assert user_texts(request) == ["When do you open?"]
     assert [read["message_id"] for read in graph.reads()] == [message["id"]]
     assert graph.reads()[0]["typing"] is True
+    assert graph.reads()[0]["at"] < reply["at"]  # "typing…" shown before the answer, never lingering after it
 
 
 def test_unsigned_and_forged_webhooks_are_refused_and_produce_nothing(service, fakes):

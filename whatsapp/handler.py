@@ -80,6 +80,7 @@ class AgentWhatsAppRequestHandler:
         try:
             self._handle_message(job.payload["message"], job.payload["value"])
         finally:
+            self._typing_shown()
             self._current.job = None
 
     def give_up(self, job: Job, error: BaseException | None) -> None:
@@ -119,7 +120,7 @@ class AgentWhatsAppRequestHandler:
         if job.answer is None and self._over_rate_limit(job):
             return
         if whatsapp.typing_indicator and job.attempts == 1:
-            self._show_typing(parsed.id)
+            self._start_typing(parsed.id)
         if whatsapp.agent_acknowledgement:
             self._send_reply(sender, whatsapp.agent_acknowledgement, parsed.id, ACKNOWLEDGEMENT_SLOT)
 
@@ -151,6 +152,7 @@ class AgentWhatsAppRequestHandler:
                 continue
             if job.id not in self.store.renew(job.holder, [job.id], self.settings.worker.lease_seconds):
                 raise LostClaim(job.id)
+            self._typing_shown()
             wamid = self.client.send_text(
                 reply.recipient, reply.body, reply_to=reply.reply_to if reply.part == 0 else None
             )
@@ -166,6 +168,19 @@ class AgentWhatsAppRequestHandler:
     def _send_reply(self, to: str, text: str, reply_to: str | None, slot: int) -> None:
         self._current.slot = slot
         self._send_message(to, text, reply_to)
+
+    def _start_typing(self, message_id: str) -> None:
+        """Mark read and show "typing…" on a side thread, so the agent starts without waiting a Graph round trip."""
+        thread = threading.Thread(target=self._show_typing, args=(message_id,), name="typing", daemon=True)
+        thread.start()
+        self._current.typing = thread
+
+    def _typing_shown(self) -> None:
+        """Wait for the typing indicator before anything is sent: arriving after a reply, it would linger 25 s."""
+        thread = getattr(self._current, "typing", None)
+        if thread is not None:
+            thread.join()
+            self._current.typing = None
 
     def _show_typing(self, message_id: str) -> None:
         try:
