@@ -7,6 +7,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import click
 import openai
@@ -16,7 +17,11 @@ from flask.cli import with_appcontext
 from .client import GraphAPIError
 from .config import Settings, how_to_set
 from .privacy import mask_secret
-from .store import StoreUnavailable
+from .store import Store, StoreUnavailable
+
+if TYPE_CHECKING:  # the service module imports this one
+    from .sandbox.records import Records
+    from .service import WhatsAppService
 
 
 @click.group("whatsapp")
@@ -84,7 +89,7 @@ def _settings_checks(settings: Settings) -> list[Check]:
     return checks
 
 
-def _graph_check(service) -> Check:  # noqa: ANN001 - the app's WhatsAppService
+def _graph_check(service: WhatsAppService) -> Check:
     client = service.handler.client
     try:
         number = client.phone_number()
@@ -120,7 +125,7 @@ def _webhook_check(settings: Settings) -> Check:
     )
 
 
-def _store_check(service) -> Check:  # noqa: ANN001
+def _store_check(service: WhatsAppService) -> Check:
     url = service.settings.store.url
     try:
         counts = service.store.stats()["messages"]
@@ -241,7 +246,7 @@ def chat(number: str, name: str) -> None:
         service.worker.stop()
 
 
-def _print_replies(store, records, number: str, message_id: str, cursor: int) -> int:  # noqa: ANN001
+def _print_replies(store: Store, records: Records, number: str, message_id: str, cursor: int) -> int:
     """Print what was sent to ``number`` once ``message_id`` is done or failed; returns the new cursor."""
     deadline = time.monotonic() + CHAT_TIMEOUT
     while time.monotonic() < deadline:
