@@ -70,6 +70,18 @@ def base_environment(graph_url: str, openai_url: str, database: Path) -> dict[st
     return env
 
 
+def fresh_connections() -> requests.Session:
+    """A client that opens a new connection for every request, as Meta's deliveries do.
+
+    gunicorn closes a keep-alive connection after 2 s idle; a pooled connection reused at that very moment dies
+    with ``RemoteDisconnected`` before any answer, and a test posting after a pause would fail at random.
+    ``Connection: close`` makes the server close each connection after its answer, so none is ever reused.
+    """
+    session = requests.Session()
+    session.headers["Connection"] = "close"
+    return session
+
+
 class Service:
     """One ``gunicorn app:app`` with its own store; restartable on the same store."""
 
@@ -85,7 +97,7 @@ class Service:
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
         self._log_files: list[Path] = []
-        self.http = requests.Session()
+        self.http = fresh_connections()
 
     # lifecycle ---------------------------------------------------------------------------------------------------
 
