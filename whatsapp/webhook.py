@@ -16,6 +16,7 @@ import time
 
 from flask import Blueprint, Response, current_app, request
 
+from .bodies import BodyTooLarge, request_body
 from .messages import Webhook, parse_webhook
 from .privacy import mask
 from .store import InboxEntry, Store, StoreUnavailable
@@ -51,10 +52,10 @@ def verify() -> Response:
 @bp.post("/webhook")
 def receive() -> Response:
     service = current_app.extensions["whatsapp"]
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        return _text("body too large", 413)
-    body = request.get_data(cache=False)
-    if len(body) > MAX_BODY:
+    try:
+        body = request_body(request, MAX_BODY)
+    except BodyTooLarge:
+        log.warning("webhook refused: the body is over %d bytes", MAX_BODY)
         return _text("body too large", 413)
 
     app_secret = service.settings.whatsapp.app_secret
