@@ -71,6 +71,7 @@ class Worker:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._started_pid: int | None = None
+        self._running: dict[int, Job] = {}  # slot -> the job its thread (or run_once) is answering
 
     # lifecycle ---------------------------------------------------------------------------------------------------
 
@@ -123,6 +124,24 @@ class Worker:
     def running(self) -> int:
         return len(self._running) if self._started_pid == os.getpid() else 0
 
+    def run_once(self, slot: int = 0) -> Job | None:
+        """Claim one message as ``slot`` and answer it in the calling thread; None when nothing could be claimed.
+
+        As rq's worker runs one job on demand: for tests and tools that drive a worker step by step, on a worker whose
+        threads are not started (they would use the same slots). Retries, failures and apologies are as in a thread.
+        """
+        job = self._claim(slot)
+        if job is None:
+            return None
+        self._running[slot] = job  # so that a sweep in this process sees the holder alive
+        token = current_message.set(job.id)
+        try:
+            self._run(job)
+        finally:
+            current_message.reset(token)
+            self._running.pop(slot, None)
+        return job
+
     # the dispatcher ----------------------------------------------------------------------------------------------
 
     def holder(self, slot: int) -> str:
@@ -136,7 +155,7 @@ class Worker:
                 self._renew_leases()
                 next_renewal = now + self.settings.lease_seconds / 3
             if now >= next_sweep:
-                self._release_dead_holders()
+                self.release_dead_holders()
                 next_sweep = now + SWEEP_INTERVAL
             if now >= next_prune:
                 self._prune()
@@ -176,7 +195,9 @@ class Worker:
             if job.id not in held and self._running.get(slot) is job:
                 log.warning("message %s: lease lost; another worker may take it over", job.id)
 
-    def _release_dead_holders(self) -> None:
+    def release_dead_holders(self) -> None:
+        """Release the claims whose holder died, so that they are answered at once (the dispatcher does it every
+        few seconds)."""
         try:
             released = self.store.release_holders(self._holder_is_dead)
         except StoreUnavailable as error:

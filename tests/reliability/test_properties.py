@@ -1,17 +1,21 @@
 """Property: whatever the interleaving of deliveries, duplicates, crashes and restarts, every recorded message is
 answered exactly once, in per-customer order.
 
-In-process and deterministic: the real ``SQLiteStore``, ``Worker`` and handler, driven one step at a time, with a
-Graph client and a model that record what they were asked. A "process" is a ``Worker`` with a made-up pid; it
-crashes by raising :class:`SimulatedCrash` at a chosen point of a job (nothing after that line runs, as with
-``kill -9``), after which its pid is reported dead and its claims are left for another worker's sweep.
+In-process and deterministic: the real ``SQLiteStore``, ``Worker`` and handler, driven one step at a time through
+the worker's public ``run_once`` and ``release_dead_holders``, with a Graph client and a model that record what they
+were asked. A "process" is a ``Worker`` with a made-up pid; it crashes by raising :class:`SimulatedCrash` at a chosen
+point of a job (nothing after that line runs, as with ``kill -9``), after which its pid is reported dead and its
+claims are left for another worker's sweep. A claim held across other steps is a ``run_once`` on its own thread,
+paused right after the store handed it the message; only one thread ever moves at a time.
 """
 
 from __future__ import annotations
 
 import itertools
 import os
+import queue
 import tempfile
+import threading
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -121,15 +125,50 @@ def answer(tag: str, long: bool) -> str:
 
 
 class SimulatedWorker(Worker):
-    """A worker "process" run step by step by the test: a made-up pid, slots driven by hand."""
+    """A worker "process" run step by step by the test: a made-up pid, its threads never started."""
 
     def __init__(self, store: SQLiteStore, handler: AgentWhatsAppRequestHandler, pid: int) -> None:
         super().__init__(store, handler, WorkerSettings(threads=2, max_attempts=MAX_ATTEMPTS, retry_delay=0.0))
         self.pid = pid
-        self._running: dict[int, Job] = {}
 
     def holder(self, slot: int) -> str:
         return f"{self.host}:{self.pid}:{slot}"
+
+
+STEP_TIMEOUT = 30.0  # a paused claim's thread answers in microseconds; this only turns a hang into a failure
+
+
+@dataclass
+class HeldClaim:
+    """A ``run_once`` on its own thread, paused right after its claim until the test says run (with a fault) or die."""
+
+    worker: SimulatedWorker
+    slot: int
+    holding: threading.local  # where the claim in the store finds the held claim of its thread
+    job: Job | None = None
+    crashed_at: str | None = None
+    paused: threading.Event = field(default_factory=threading.Event)  # claimed (or found nothing), or finished
+    orders: queue.Queue = field(default_factory=queue.Queue)  # a Fault or None to run, "die" to crash
+    thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.thread = threading.Thread(target=self._run_once, daemon=True)
+        self.thread.start()
+        assert self.paused.wait(STEP_TIMEOUT), "a held claim's thread never reached its claim"
+
+    def _run_once(self) -> None:
+        self.holding.claim = self
+        try:
+            self.worker.run_once(self.slot)
+        except SimulatedCrash as crash:
+            self.crashed_at = str(crash)
+        finally:
+            self.paused.set()
+
+    def finish(self) -> None:
+        assert self.thread is not None
+        self.thread.join(STEP_TIMEOUT)
+        assert not self.thread.is_alive(), f"a held claim's thread never finished {self.job and self.job.id}"
 
 
 # the operations ---------------------------------------------------------------------------------------------------
@@ -175,11 +214,33 @@ class Simulation:
         self.pids = itertools.count(4_000_001)
         self.dead: set[int] = set()
         self.workers: list[SimulatedWorker] = []
-        self.claimed: list[tuple[SimulatedWorker, int, Job]] = []
+        self.claimed: list[HeldClaim] = []
+        self.holding = threading.local()
+        self.last_claimed: Job | None = None
         self.entries: list[InboxEntry] = []
         self.clock = itertools.count(1_700_000_000, 3)
+        self.original_claim = store.claim
+        store.claim = self.claim_in_store  # type: ignore[method-assign]
         self.restart()
         self.restart()
+
+    def claim_in_store(self, holder: str, lease_seconds: float) -> Job | None:
+        """Every claim goes through here: check the order, then pause if this claim is to be held."""
+        job = self.original_claim(holder, lease_seconds)
+        if job is None:
+            return None
+        self.check_claim(job)
+        self.last_claimed = job
+        held: HeldClaim | None = getattr(self.holding, "claim", None)
+        if held is not None:
+            held.job = job
+            held.paused.set()
+            order = held.orders.get()
+            if order == "die":
+                raise SimulatedCrash("claimed")
+            self.world.fault = order
+        self.world.calls, self.world.current = Counter(), job.id
+        return job
 
     # steps
 
@@ -204,40 +265,45 @@ class Simulation:
             assert self.store.record([self.entries[index % len(self.entries)]]) == [False]
 
     def work(self, index: int, fault: Fault | None) -> None:
-        before = len(self.claimed)
-        self.claim(index)
-        if len(self.claimed) > before:
-            self.run(-1, fault)
-
-    def claim(self, index: int) -> None:
-        if not self.workers:
+        slot = self.free_slot(index)
+        if slot is None:
             return
-        worker = self.workers[index % len(self.workers)]
-        free = [slot for slot in range(worker.settings.threads) if slot not in worker._running]
-        if not free:
-            return
-        job = worker._claim(free[0])
-        if job is None:
-            return
-        self.check_claim(job)
-        if job.answer is not None:
-            event("a job resumed with its answer stored")
-        worker._running[free[0]] = job
-        self.claimed.append((worker, free[0], job))
-
-    def run(self, index: int, fault: Fault | None) -> None:
-        if not self.claimed:
-            return
-        worker, slot, job = self.claimed.pop(index % len(self.claimed))
-        self.world.fault, self.world.calls, self.world.current = fault, Counter(), job.id
+        worker, slot = slot
+        self.world.fault, self.last_claimed = fault, None
         try:
-            worker._run(job)
+            worker.run_once(slot)
         except SimulatedCrash as crash:
             event(f"a worker crashed at {crash}")
             self.crash_worker(worker)
         finally:
-            worker._running.pop(slot, None)
             self.world.fault = self.world.current = None
+        self.note_resumed()
+
+    def claim(self, index: int) -> None:
+        slot = self.free_slot(index)
+        if slot is None:
+            return
+        held = HeldClaim(*slot, self.holding)
+        self.last_claimed = None
+        held.start()
+        if held.job is None:  # nothing claimable: run_once returned at once
+            held.finish()
+            return
+        self.note_resumed()
+        self.claimed.append(held)
+
+    def run(self, index: int, fault: Fault | None) -> None:
+        if not self.claimed:
+            return
+        held = self.claimed.pop(index % len(self.claimed))
+        held.orders.put(fault)
+        try:
+            held.finish()
+        finally:
+            self.world.fault = self.world.current = None
+        if held.crashed_at is not None:
+            event(f"a worker crashed at {held.crashed_at}")
+            self.crash_worker(held.worker)
 
     def crash(self, index: int) -> None:
         if self.workers:
@@ -248,14 +314,38 @@ class Simulation:
 
     def sweep(self, index: int) -> None:
         if self.workers:
-            self.workers[index % len(self.workers)]._release_dead_holders()
+            self.workers[index % len(self.workers)].release_dead_holders()
 
     def crash_worker(self, worker: SimulatedWorker) -> None:
         self.dead.add(worker.pid)
         self.workers = [w for w in self.workers if w is not worker]
-        for _, _, job in [c for c in self.claimed if c[0] is worker]:
-            self.world.disrupted[job.id] += 1  # claimed, never run: that attempt is spent
-        self.claimed = [c for c in self.claimed if c[0] is not worker]
+        for held in [held for held in self.claimed if held.worker is worker]:
+            assert held.job is not None
+            self.world.disrupted[held.job.id] += 1  # claimed, never run: that attempt is spent
+            held.orders.put("die")
+            held.finish()
+        self.claimed = [held for held in self.claimed if held.worker is not worker]
+
+    def abandon(self) -> None:
+        """End the threads of claims still held when an example stops early (a failed assertion)."""
+        for held in self.claimed:
+            held.orders.put("die")
+            held.finish()
+        self.claimed = []
+
+    # helpers
+
+    def free_slot(self, index: int) -> tuple[SimulatedWorker, int] | None:
+        if not self.workers:
+            return None
+        worker = self.workers[index % len(self.workers)]
+        busy = {held.slot for held in self.claimed if held.worker is worker}
+        free = [slot for slot in range(worker.settings.threads) if slot not in busy]
+        return (worker, free[0]) if free else None
+
+    def note_resumed(self) -> None:
+        if self.last_claimed is not None and self.last_claimed.answer is not None:
+            event("a job resumed with its answer stored")
 
     def drain(self) -> None:
         """Finish what live workers hold, then let a fresh worker sweep and work until nothing is left."""
@@ -311,9 +401,12 @@ def test_every_recorded_message_is_answered_exactly_once_in_per_customer_order(s
         store.finish = finish  # type: ignore[method-assign]
         simulation = Simulation(store, world)
         with mock.patch("whatsapp.worker.pid_alive", lambda pid: pid not in simulation.dead):
-            for name, *arguments in steps:
-                getattr(simulation, name)(*arguments)
-            simulation.drain()
+            try:
+                for name, *arguments in steps:
+                    getattr(simulation, name)(*arguments)
+                simulation.drain()
+            finally:
+                simulation.abandon()
         try:
             check_outcome(simulation, world)
         finally:
@@ -356,3 +449,35 @@ def check_outcome(simulation: Simulation, world: World) -> None:
             if not order or order[-1] != owner:
                 order.append(owner)
         assert len(order) == len(set(order)), f"{sender}'s replies interleave: {order}"
+
+
+def test_run_once_answers_one_message_and_a_sweep_meanwhile_keeps_its_claim(tmp_path):
+    store = SQLiteStore(str(tmp_path / "inbox.db"))
+    states_during_the_job: list[str] = []
+
+    class SweepingHandler:
+        """Sweeps for dead holders from inside the job: this process is alive, so its claim must stay."""
+
+        def process(self, job: Job) -> None:
+            worker.release_dead_holders()
+            states_during_the_job.append(store.get(job.id)["state"])
+
+        def give_up(self, job: Job, error: BaseException | None) -> None:
+            raise AssertionError(f"gave up on {job.id}: {error}")
+
+        def is_transient(self, error: BaseException) -> bool:
+            return False
+
+    worker = Worker(store, SweepingHandler(), WorkerSettings(threads=1))
+    message = wh.text_message("hello")
+    entry = InboxEntry(message["id"], message["from"], int(message["timestamp"]), {"message": message}, time.time())
+    try:
+        assert worker.run_once() is None  # nothing recorded yet
+        store.record([entry])
+        job = worker.run_once()
+        assert job is not None and job.id == entry.id
+        assert states_during_the_job == ["claimed"]
+        assert store.get(entry.id)["state"] == "done"
+        assert worker.run_once() is None
+    finally:
+        store.close()
