@@ -1,57 +1,10 @@
-"""Agents, one plain Python module each, and the small runtime they import.
+"""Your agents: one plain Python module each. Every ``Agent`` defined at module level is registered by its name.
 
-Every module in this package that defines :class:`Agent` objects at module level registers them by name (the
-runtime's own modules, runtime, tools, history and offline, are skipped); ``whatsapp.agent`` picks the entry agent
-by that name.
+Agent modules import the runtime from here, ``from agents import Agent, tool``, as they would from the OpenAI Agents
+SDK; the runtime itself lives in ``whatsapp.agents_runtime``, so a module of yours named ``tools.py`` or
+``history.py`` cannot replace it.
 """
 
-from __future__ import annotations
+from whatsapp.agents_runtime import Agent, FunctionTool, RunContext, Runner, RunResult, tool
 
-import importlib
-import pkgutil
-
-from .history import estimate_tokens, stub_old_images, trim_history
-from .offline import OfflineModel
-from .runtime import Agent, ChatModel, Runner, RunResult, handoff_tool_name
-from .tools import FunctionTool, RunContext, tool
-
-__all__ = [
-    "Agent",
-    "ChatModel",
-    "FunctionTool",
-    "OfflineModel",
-    "RunContext",
-    "RunResult",
-    "Runner",
-    "estimate_tokens",
-    "handoff_tool_name",
-    "load_agents",
-    "stub_old_images",
-    "tool",
-    "trim_history",
-]
-
-_RUNTIME_MODULES = {"runtime", "tools", "history", "offline"}
-
-
-def load_agents() -> dict[str, Agent]:
-    """Import every agent module and return its agents by name (handoff targets included)."""
-    found: dict[str, Agent] = {}
-    for module_info in pkgutil.iter_modules(__path__):
-        if module_info.name.startswith("_") or module_info.name in _RUNTIME_MODULES:
-            continue
-        module = importlib.import_module(f"{__name__}.{module_info.name}")
-        for value in vars(module).values():
-            if isinstance(value, Agent):
-                _register(found, value)
-    return found
-
-
-def _register(found: dict[str, Agent], agent: Agent) -> None:
-    if found.get(agent.name) is agent:
-        return
-    if agent.name in found:
-        raise ValueError(f"two agents are named {agent.name!r}: agent names must be unique")
-    found[agent.name] = agent
-    for target in agent.handoffs:
-        _register(found, target)
+__all__ = ["Agent", "FunctionTool", "RunContext", "RunResult", "Runner", "tool"]

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -35,14 +36,17 @@ def fakes(graph: FakeGraph, model: FakeOpenAI) -> Iterator[tuple[FakeGraph, Fake
 
 @pytest.fixture
 def start_service(tmp_path, fakes) -> Iterator[Callable[..., Service]]:
-    """``start_service(workers=2, threads=4, **environment)`` runs gunicorn against the fakes."""
+    """``start_service(workers=2, threads=4, project=None, **environment)`` runs gunicorn against the fakes.
+
+    ``project`` is a folder holding the user's own ``agents`` package (see ``tests/agent_modules.py``).
+    """
     graph, model = fakes
     started: list[Service] = []
 
-    def start(workers: int = 2, threads: int = 4, **environment: str) -> Service:
+    def start(workers: int = 2, threads: int = 4, project: Path | None = None, **environment: str) -> Service:
         env = base_environment(graph.url, model.url + "/v1", tmp_path / "whatsapp.db")
         env.update(environment)
-        service = Service(tmp_path, env, workers=workers, threads=threads)
+        service = Service(tmp_path, env, workers=workers, threads=threads, project=project)
         started.append(service)
         return service.start()
 

@@ -31,15 +31,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def gunicorn_command(app: str, port: int, workers: int, threads: int) -> list[str]:
-    """``gunicorn <app>`` on loopback as the tests and the bench run it."""
+def gunicorn_command(app: str, port: int, workers: int, threads: int, project: Path | None = None) -> list[str]:
+    """``gunicorn <app>`` on loopback as the tests and the bench run it.
+
+    ``project`` is a folder with the user's own ``agents`` package, put ahead of the repository on the path.
+    """
     return [
         sys.executable,
         "-m",
         "gunicorn",
         app,
         "--pythonpath",
-        str(ROOT),
+        ",".join(str(path) for path in (ROOT, project) if path),  # each goes first in turn: the project wins
         "--bind",
         f"127.0.0.1:{port}",
         "--workers",
@@ -86,9 +89,16 @@ class Service:
     """One ``gunicorn app:app`` with its own store; restartable on the same store."""
 
     def __init__(
-        self, workdir: Path, env: dict[str, str], workers: int = 2, threads: int = 4, hostname: str | None = None
+        self,
+        workdir: Path,
+        env: dict[str, str],
+        workers: int = 2,
+        threads: int = 4,
+        hostname: str | None = None,
+        project: Path | None = None,
     ) -> None:
         self.workdir = workdir
+        self.project = project
         self.hostname = hostname  # run in its own UTS namespace under this name: "another machine" for the store
         self.env = env
         self.workers = workers
@@ -104,7 +114,7 @@ class Service:
     def start(self, timeout: float = 20) -> Service:
         log_path = self.workdir / f"gunicorn-{len(self._log_files)}.log"
         self._log_files.append(log_path)
-        command = gunicorn_command("app:app", self.port, self.workers, self.threads)
+        command = gunicorn_command("app:app", self.port, self.workers, self.threads, self.project)
         if self.hostname:  # `unshare --uts` needs root, as CI has; exec keeps the pid, so stop() and kill() work
             command = ["unshare", "--uts", "--", "sh", "-c", 'hostname "$0" && exec "$@"', self.hostname, *command]
         with open(log_path, "wb") as log:

@@ -14,7 +14,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agents import (
+from agents.shop import billing, shop
+from tests.fakes.openai_server import FakeOpenAI, tool_call
+from whatsapp.agents_runtime import (
     Agent,
     OfflineModel,
     RunContext,
@@ -26,10 +28,8 @@ from agents import (
     tool,
     trim_history,
 )
-from agents.history import IMAGE_STUB
-from agents.runtime import STEP_LIMIT_TEXT
-from agents.shop import billing, shop
-from tests.fakes.openai_server import FakeOpenAI, tool_call
+from whatsapp.agents_runtime.history import IMAGE_STUB
+from whatsapp.agents_runtime.runtime import STEP_LIMIT_TEXT
 
 CONTEXT = RunContext(sender="15550001111", profile_name="Ana")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from tests.agent_modules import agent_project
 from tests.fakes import webhooks as wh
 from tests.fakes.openai_server import tool_call
 from tests.fakes.pdf import encrypted_pdf, pdf_with_text
@@ -139,3 +140,37 @@ def test_turn_cost_stays_flat_as_the_conversation_grows(start_service, fakes):
     assert sizes[1] < sizes[50]
     assert sizes[500] <= sizes[50] * 1.2
     assert sizes[500] < 1500 * 4 * 1.2  # within the history budget, at ~4 characters a token
+
+
+def test_agent_modules_named_like_the_runtime_do_not_replace_it(start_service, fakes, tmp_path):
+    graph, model = fakes
+    project = agent_project(
+        tmp_path,
+        {
+            "tools.py": '''
+                from agents import tool
+
+                @tool
+                def opening_hours(day: str) -> str:
+                    """Opening hours on a day."""
+                    return "closed" if day == "sunday" else "7-18"
+            ''',
+            "history.py": """
+                from agents import Agent
+
+                from .tools import opening_hours
+
+                historian = Agent(name="historian", instructions="You tell the shop's history.", tools=[opening_hours])
+            """,
+        },
+    )
+    service = start_service(project=project, AK_WHATSAPP__AGENT="historian")
+    model.reply_queue(
+        [
+            {"content": None, "tool_calls": [tool_call("opening_hours", {"day": "sunday"})]},
+            lambda request: "We are " + request["messages"][-1]["content"] + " on Sundays.",
+        ]
+    )
+    [reply] = send_and_wait(service, graph, wh.text_message("Open on sunday?"), 1)
+    assert reply["body"] == "We are closed on Sundays."
+    assert model.chat_requests()[0]["messages"][0]["content"] == "You tell the shop's history."

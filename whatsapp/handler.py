@@ -17,8 +17,7 @@ from contextlib import contextmanager
 
 import openai
 
-from agents import Agent, RunContext, Runner, trim_history
-
+from .agents_runtime import Agent, RunContext, Runner, trim_history
 from .client import GraphAPIError, GraphClient
 from .config import Settings
 from .formatting import format_reply

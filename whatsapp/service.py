@@ -15,8 +15,7 @@ import openai
 from flask import Flask
 from openai.types.chat import ChatCompletion
 
-from agents import Agent, OfflineModel, Runner, load_agents
-
+from .agents_runtime import Agent, OfflineModel, Runner, load_agents
 from .client import GraphClient
 from .config import ConfigError, Settings, how_to_set, load_settings
 from .handler import AgentWhatsAppRequestHandler

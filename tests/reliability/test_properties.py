@@ -26,8 +26,8 @@ import openai
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from agents import RunResult
 from tests.fakes import webhooks as wh
+from whatsapp.agents_runtime import RunResult
 from whatsapp.client import GraphAPIError
 from whatsapp.config import Settings, WhatsAppSettings, WorkerSettings
 from whatsapp.handler import APOLOGY, AgentWhatsAppRequestHandler

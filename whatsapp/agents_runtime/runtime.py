@@ -1,7 +1,8 @@
 """A small agent runtime over the ``openai`` SDK's Chat Completions.
 
 It keeps the OpenAI Agents SDK's vocabulary (``Agent(name=..., handoff_description=..., instructions=...)``) without
-importing it: our package is named ``agents``, which is that SDK's import name too. It knows nothing of WhatsApp.
+importing it: the user's package is named ``agents``, which is that SDK's import name too. It knows nothing of
+WhatsApp.
 
 One run answers one customer message: model -> tool calls (in parallel when there are several) -> model, until the
 model answers in words or the step limit is reached. A handoff is a tool too (``transfer_to_<name>``); calling it
