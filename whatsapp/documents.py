@@ -1,14 +1,40 @@
-"""Reading the text out of a document a customer sent: PDFs with pypdf, plain text formats directly."""
+"""Reading the text out of a document a customer sent: PDFs in a bounded child process, plain text directly.
+
+Every way a document can fail to be read ends in :class:`UnreadableDocument`, which is permanent: the customer is told
+at once and the message is never retried (the same bytes fail the same way). A PDF is read by ``pdf_reader.py`` in a
+child process within a page, character, CPU-time and memory budget, so a hostile file costs at most that budget, and
+never the webhook's latency: the parsing holds no lock of this process. At most :data:`CONCURRENT_READERS` children
+run at once per process, so the memory a burst of documents can take is bounded too.
+"""
 
 from __future__ import annotations
 
-import io
+import json
 import logging
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
 
 log = logging.getLogger("whatsapp.documents")
 
 TEXT_TYPES = ("text/", "application/json", "application/csv", "application/x-ndjson", "application/xml")
 TEXT_SUFFIXES = (".txt", ".csv", ".json", ".md", ".markdown", ".tsv", ".log", ".xml", ".yaml", ".yml")
+READER = Path(__file__).with_name("pdf_reader.py")
+CONCURRENT_READERS = 2
+_readers = threading.BoundedSemaphore(CONCURRENT_READERS)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What reading one PDF may cost. The wall-clock limit also covers waiting for the disk or a loaded machine."""
+
+    pages: int = 50
+    chars: int = 100_000
+    cpu_seconds: int = 5
+    wall_seconds: float = 15.0
+    memory: int = 256 * 1024 * 1024  # address space of the child, interpreter included (~32 MiB)
 
 
 class UnreadableDocument(Exception):
@@ -22,14 +48,15 @@ def readable(mime_type: str | None, filename: str | None) -> bool:
     return mime == "application/pdf" or name.endswith(".pdf") or _is_text(mime, name)
 
 
-def read_text(data: bytes, mime_type: str | None, filename: str | None) -> str:
-    """The document's text; raises :class:`UnreadableDocument` for encrypted, damaged or unknown files."""
+def read_text(data: bytes, mime_type: str | None, filename: str | None, budget: Budget = Budget()) -> str:
+    """The document's text, at most ``budget.chars + 1`` characters (so a caller sees it was cut); raises
+    :class:`UnreadableDocument` for encrypted, damaged, too costly or unknown files."""
     mime = (mime_type or "").split(";")[0].strip().lower()
     name = (filename or "").lower()
     if mime == "application/pdf" or name.endswith(".pdf"):
-        return _pdf_text(data)
+        return _pdf_text(data, budget)
     if _is_text(mime, name):
-        return data.decode("utf-8", errors="replace")
+        return data[: (budget.chars + 1) * 4].decode("utf-8", errors="replace")[: budget.chars + 1]
     raise UnreadableDocument("I can only read PDFs and plain text files such as .txt, .csv, .json or .md")
 
 
@@ -37,21 +64,30 @@ def _is_text(mime: str, name: str) -> bool:
     return mime.startswith(TEXT_TYPES) or name.endswith(TEXT_SUFFIXES)
 
 
-def _pdf_text(data: bytes) -> str:
-    from pypdf import PdfReader
-    from pypdf.errors import PdfReadError
-
+def _pdf_text(data: bytes, budget: Budget) -> str:
+    command = [sys.executable, "-I", str(READER), str(budget.cpu_seconds), str(budget.memory)]
+    command += [str(budget.pages), str(budget.chars)]
+    with _readers:
+        try:
+            child = subprocess.run(command, input=data, capture_output=True, timeout=budget.wall_seconds, check=False)
+        except subprocess.TimeoutExpired:
+            log.warning("PDF of %d bytes: not read within %gs", len(data), budget.wall_seconds)
+            raise UnreadableDocument("the PDF takes too long to read") from None
     try:
-        reader = PdfReader(io.BytesIO(data))
-        if reader.is_encrypted:
-            raise UnreadableDocument("the PDF is password-protected, so I cannot open it")
-        pages = [page.extract_text() or "" for page in reader.pages]
-    except UnreadableDocument:
-        raise
-    except (PdfReadError, ValueError, KeyError, TypeError) as error:
-        log.info("unreadable PDF: %s", error)
-        raise UnreadableDocument("the PDF seems damaged, so I cannot read it") from None
-    text = "\n\n".join(f"[page {n}]\n{page.strip()}" for n, page in enumerate(pages, 1) if page.strip())
-    if not text:
+        result = json.loads(child.stdout) if child.returncode == 0 else {}
+    except ValueError:
+        result = {}
+    if "unreadable" in result:
+        log.info("PDF of %d bytes: unreadable: %s", len(data), result["unreadable"])
+        raise UnreadableDocument(result["unreadable"])
+    if "text" not in result:
+        why = f"killed by signal {-child.returncode}" if child.returncode < 0 else f"exit code {child.returncode}"
+        last = child.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+        log.warning("PDF of %d bytes: the reader stopped (%s): %s", len(data), why, last[0][:200])
+        raise UnreadableDocument("the PDF is too complex for me to read")
+    text = result["text"]
+    if result["read"] < result["pages"]:
+        text += f"\n\n[Only the first {result['read']} of {result['pages']} pages were read.]"
+    if not text.strip():
         raise UnreadableDocument("the PDF has no text I can read (it may be scanned images)")
     return text

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from .client import GraphAPIError, GraphClient, MediaTooLarge
 from .config import Settings
-from .documents import UnreadableDocument, read_text, readable
+from .documents import Budget, UnreadableDocument, read_text, readable
 from .messages import (
     Audio,
     Contacts,
@@ -189,19 +189,32 @@ class QuestionBuilder:
     def _document(self, message: Document) -> Question | Notice:
         name = message.filename or "your document"
         if not readable(message.mime_type, message.filename):
-            return Notice(f"Sorry, I can't read {name}: I can only read PDFs and plain text files.")
+            return self._unread_document(message, name, "I can only read PDFs and plain text files")
         data = self._download(message, "document")
         if isinstance(data, Notice):
             return data
-        try:
-            text = read_text(data, message.mime_type, message.filename)
-        except UnreadableDocument as why:
-            return Notice(f"Sorry, I can't read {name}: {why}.")
         cap = self.settings.openai.history_tokens * 2  # about half the history budget, at ~4 characters a token
+        try:
+            text = read_text(data, message.mime_type, message.filename, Budget(chars=cap))
+        except UnreadableDocument as why:
+            log.info("message %s: document not read: %s", message.id, why)
+            return self._unread_document(message, name, str(why))
         if len(text) > cap:
             text = text[:cap] + f"\n[The document was cut to its first {cap} characters.]"
         caption = f" with the message: {message.caption}" if message.caption else ""
         return Question(f"[The customer sent the document {name}{caption}. Its text follows.]\n{text}")
+
+    def _unread_document(self, message: Document, name: str, why: str) -> Question | Notice:
+        """The customer is told why at once; a caption is still answered, with that notice before the answer."""
+        sorry = f"Sorry, I can't read {name}: {why}."
+        caption = (message.caption or "").strip()
+        if not caption:
+            return Notice(sorry)
+        return Question(
+            f"[The customer sent the document {name}, which could not be read ({why}), with the message:]\n"
+            + self._capped(caption),
+            prefix=sorry,
+        )
 
 
 def readable_size(size: int) -> str:
