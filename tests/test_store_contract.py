@@ -16,7 +16,7 @@ import pytest
 import redis
 
 from tests.redis_server import RedisServer
-from whatsapp.store import InboxEntry, Store, StoreUnavailable, open_store
+from whatsapp.store import Delivery, InboxEntry, Store, StoreUnavailable, open_store
 from whatsapp.store.redis import RedisStore
 from whatsapp.store.sqlite import HISTORY_KEEP, SQLiteStore
 
@@ -412,6 +412,98 @@ def test_media_is_kept_until_retention_prunes_it(store):
     assert store.media("media-1") is not None
     store.prune(time.time() + 1)
     assert store.media("media-1") is None
+
+
+# delivery statuses and attempts --------------------------------------------------------------------------------
+
+
+def sent_part(store: Store, message_id: str = "wamid.1", wamid: str = "wamid.out.1") -> None:
+    """A message claimed and answered with one part that Graph accepted as ``wamid``."""
+    store.record([entry(message_id)])
+    job = store.claim("worker:1:0", LONG)
+    store.plan_replies(job.id, 1, job.sender, job.id, ["Hello"])
+    store.mark_sent(job.id, 1, 0, wamid)
+
+
+def test_a_part_keeps_its_furthest_delivery_status_whatever_the_order_they_arrive_in(store):
+    sent_part(store)
+    store.record_deliveries([Delivery("wamid.out.1", "read", 1_700_000_003, "15550001")])
+    store.record_deliveries([Delivery("wamid.out.1", "delivered", 1_700_000_002), Delivery("wamid.out.1", "sent", 1)])
+    assert store.deliveries(["wamid.out.1", "wamid.unknown"]) == {
+        "wamid.out.1": Delivery("wamid.out.1", "read", 1_700_000_003, "15550001")
+    }
+    store.record_deliveries([Delivery("wamid.out.1", "read", 1_700_000_009)])  # a duplicate delivery
+    assert store.deliveries(["wamid.out.1"])["wamid.out.1"].timestamp == 1_700_000_003
+    assert store.deliveries([]) == {}
+
+
+def test_a_failed_delivery_keeps_metas_error_and_is_listed_with_the_message_it_answered(store):
+    sent_part(store)
+    failed = Delivery("wamid.out.1", "failed", 1_700_000_005, "15550001", 131047, "Re-engagement message")
+    store.record_deliveries([Delivery("wamid.out.1", "delivered", 1_700_000_001), failed])
+    store.record_deliveries([Delivery("wamid.out.1", "read", 1_700_000_006)])  # failed is final
+    assert store.deliveries(["wamid.out.1"])["wamid.out.1"] == failed
+    store.record_deliveries([Delivery("wamid.elsewhere", "failed", 1_700_000_007, "15550002", 131026, "Undeliverable")])
+    listed = store.failed_deliveries(10)
+    assert [(d.wamid, d.message_id, d.error_code) for d in listed] == [
+        ("wamid.elsewhere", None, 131026),  # newest first; sent by someone else, so no message of ours
+        ("wamid.out.1", "wamid.1", 131047),
+    ]
+    assert [d.wamid for d in store.failed_deliveries(1)] == ["wamid.elsewhere"]
+
+
+def test_a_status_that_arrives_before_its_part_is_marked_sent_is_kept(store):
+    store.record_deliveries([Delivery("wamid.out.1", "sent", 1_700_000_001)])
+    sent_part(store)
+    assert store.deliveries(["wamid.out.1"])["wamid.out.1"].status == "sent"
+
+
+def test_attempts_are_kept_in_order_and_an_attempt_can_be_recorded_again(store):
+    store.record([entry("wamid.1")])
+    assert store.attempts("wamid.1") == []
+    store.record_attempt("wamid.1", 2, {"holder": "worker:2:0", "outcome": "done"})
+    store.record_attempt("wamid.1", 1, {"holder": "worker:1:0", "outcome": "retry"})
+    store.record_attempt("wamid.1", 2, {"holder": "worker:2:0", "outcome": "done", "sends": 1})
+    assert store.attempts("wamid.1") == [
+        {"holder": "worker:1:0", "outcome": "retry"},
+        {"holder": "worker:2:0", "outcome": "done", "sends": 1},
+    ]
+
+
+def test_failed_lists_the_latest_failed_messages_with_their_reasons(store):
+    store.record([entry(f"wamid.{n}", sender=f"1555000{n}") for n in range(3)])
+    for n in range(3):
+        job = store.claim("worker:1:0", LONG)
+        store.finish(job.id, job.holder, "done" if n == 1 else "failed", f"reason {n}")
+        time.sleep(0.01)  # distinct finish times
+    listed = store.failed(10)
+    assert [(row["id"], row["sender"], row["reason"]) for row in listed] == [
+        ("wamid.2", "15550002", "reason 2"),
+        ("wamid.0", "15550000", "reason 0"),
+    ]
+    assert listed[0]["finished_at"] >= listed[1]["finished_at"] > time.time() - 60
+    assert [row["id"] for row in store.failed(1)] == ["wamid.2"]
+
+
+def test_prune_forgets_statuses_and_attempts_past_retention(store):
+    sent_part(store)
+    store.record_attempt("wamid.1", 1, {"outcome": "done"})
+    store.record_deliveries([Delivery("wamid.out.1", "failed", 1_700_000_005, "15550001", 131026, "Undeliverable")])
+    store.finish("wamid.1", "worker:1:0", "done")
+    store.prune(time.time() - 3600)
+    assert store.deliveries(["wamid.out.1"]) and store.attempts("wamid.1") and store.failed_deliveries(10)
+    store.prune(time.time() + 1)
+    assert store.deliveries(["wamid.out.1"]) == {}
+    assert store.attempts("wamid.1") == [] and store.failed_deliveries(10) == []
+
+
+def test_requeue_starts_the_attempts_over(store):
+    store.record([entry("wamid.1")])
+    job = store.claim("worker:1:0", LONG)
+    store.record_attempt("wamid.1", 1, {"outcome": "failed"})
+    store.finish(job.id, job.holder, "failed", "boom")
+    store.requeue("wamid.1")
+    assert store.attempts("wamid.1") == []
 
 
 # Redis only: expiry, outages, scale ---------------------------------------------------------------------------

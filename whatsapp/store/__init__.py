@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
-from .base import OPEN_STATES, InboxEntry, Job, Reply, Store, StoreUnavailable
+from .base import DELIVERY_RANK, OPEN_STATES, Delivery, InboxEntry, Job, Reply, Store, StoreUnavailable
 
-__all__ = ["OPEN_STATES", "InboxEntry", "Job", "Reply", "Store", "StoreUnavailable", "open_store"]
+__all__ = [
+    "DELIVERY_RANK",
+    "OPEN_STATES",
+    "Delivery",
+    "InboxEntry",
+    "Job",
+    "Reply",
+    "Store",
+    "StoreUnavailable",
+    "open_store",
+]
 
 
 def open_store(url: str, retention_days: float = 7.0) -> Store:

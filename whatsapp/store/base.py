@@ -15,6 +15,10 @@ from typing import Any
 
 OPEN_STATES = ("received", "claimed", "answered")
 
+#: How far a reply part got, as Meta's status webhooks report it. Statuses can arrive out of order (a ``read`` before
+#: its ``delivered``), so a part keeps the furthest one; ``failed`` is final whatever came before.
+DELIVERY_RANK = {"sent": 1, "delivered": 2, "read": 3, "played": 4, "failed": 5}
+
 
 class StoreUnavailable(Exception):
     """The store could not record or read something right now (locked, full, unreachable)."""
@@ -58,6 +62,19 @@ class Reply:
     reply_to: str | None
     body: str
     wamid: str | None  # set once Graph accepted the part
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """The latest status Meta reported for a message we sent (a reply part), keyed by the wamid Graph returned."""
+
+    wamid: str
+    status: str  # sent, delivered, read, played, failed
+    timestamp: int  # Meta's, unix seconds
+    recipient: str | None = None
+    error_code: int | None = None  # on failed: 131047 re-engagement, 131026 undeliverable...
+    error_title: str | None = None
+    message_id: str | None = None  # the inbound message this part answered, when the reply log knows the wamid
 
 
 class Store(ABC):
@@ -160,6 +177,33 @@ class Store(ABC):
     @abstractmethod
     def prune(self, older_than: float) -> int:
         """Delete finished messages (and their replies) and media last updated before ``older_than``."""
+
+    # delivery statuses and attempts, for operators ----------------------------------------------------------------
+
+    @abstractmethod
+    def record_deliveries(self, deliveries: Sequence[Delivery]) -> None:
+        """Keep each wamid's furthest status (see :data:`DELIVERY_RANK`) until retention prunes it."""
+
+    @abstractmethod
+    def deliveries(self, wamids: Sequence[str]) -> dict[str, Delivery]:
+        """The latest status of each of these wamids that has one."""
+
+    @abstractmethod
+    def failed_deliveries(self, limit: int) -> list[Delivery]:
+        """The latest ``failed`` statuses, newest first, with the message each part answered when known."""
+
+    @abstractmethod
+    def record_attempt(self, message_id: str, number: int, attempt: dict[str, Any]) -> None:
+        """Keep what the ``number``-th attempt at a message did (holder, timings, outcome); replaces an earlier
+        record of the same attempt."""
+
+    @abstractmethod
+    def attempts(self, message_id: str) -> list[dict[str, Any]]:
+        """The recorded attempts at a message, first first; an attempt whose worker died has no record."""
+
+    @abstractmethod
+    def failed(self, limit: int) -> list[dict[str, Any]]:
+        """The latest failed messages, newest first: ``id``, ``sender``, ``reason``, ``finished_at``."""
 
     @abstractmethod
     def close(self) -> None: ...

@@ -26,6 +26,11 @@ Keys, under a prefix (``whatsapp:`` by default):
 ``sess:<sender>``     string the customer's session (JSON: who handles it after a handoff), with the same TTL.
 ``media:<id>``        hash   an attachment's ``mime_type`` and ``data``, with the retention TTL;
 ``media-at``          zset   media ids scored by when they were kept, for ``prune``.
+``w:<wamid>``         string the message a sent reply part answered (set with the part's wamid), retention TTL.
+``d:<wamid>``         hash   the part's furthest delivery status: ``rank`` and ``data`` (JSON), retention TTL.
+``d-at``              zset   wamids with a status, scored by when it last changed, for ``prune``.
+``dfailed``           zset   wamids whose delivery failed, scored by when the status came, for ``failed``.
+``a:<id>``            hash   attempt number -> what that attempt did (JSON), retention TTL.
 
 A claim never scans keys: it moves the customers whose lease or backoff has ended from ``wait`` to ``ready``
 (a range query on a sorted set) and takes the head of the first customer in ``ready``.
@@ -45,7 +50,7 @@ import redis
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
-from .base import OPEN_STATES, InboxEntry, Job, Reply, Store, StoreUnavailable
+from .base import DELIVERY_RANK, OPEN_STATES, Delivery, InboxEntry, Job, Reply, Store, StoreUnavailable
 from .sqlite import HISTORY_KEEP  # one bound for every store
 
 log = logging.getLogger("whatsapp.store")
@@ -248,12 +253,13 @@ end
 return planned
 """
 
-# ARGV: prefix, id, slot, part, wamid.
+# ARGV: prefix, id, slot, part, wamid, ttl of the wamid -> message lookup.
 _MARK_SENT = """
 local r = P .. 'r:' .. ARGV[2]
 local part = ARGV[3] .. ':' .. ARGV[4]
 if redis.call('HEXISTS', r, 'p:' .. part) == 0 then return 0 end
 redis.call('HSET', r, 'w:' .. part, ARGV[5], 's:' .. part, num(clock()))
+redis.call('SET', P .. 'w:' .. ARGV[5], ARGV[2], 'EX', math.ceil(tonumber(ARGV[6])))
 return 1
 """
 
@@ -289,7 +295,7 @@ set_state(m, id, c[1], 'received', t)
 redis.call('HDEL', m, 'holder', 'answer', 'reason')
 redis.call('HSET', m, 'lease_until', 0, 'attempts', 0, 'not_before', 0, 'updated_at', num(t))
 redis.call('PERSIST', m)
-redis.call('DEL', P .. 'r:' .. id)
+redis.call('DEL', P .. 'r:' .. id, P .. 'a:' .. id)
 redis.call('ZADD', P .. 'open', c[5], id)
 redis.call('ZADD', P .. 'q:' .. c[2], c[3], c[4])
 evaluate(c[2], t)
@@ -302,7 +308,7 @@ local deleted = 0
 for _, state in ipairs({'done', 'failed'}) do
   local index = P .. 's:' .. state
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', index, '-inf', '(' .. ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))) do
-    redis.call('DEL', mkey(id), P .. 'r:' .. id)
+    redis.call('DEL', mkey(id), P .. 'r:' .. id, P .. 'a:' .. id)
     redis.call('ZREM', index, id)
     deleted = deleted + 1
   end
@@ -313,6 +319,23 @@ for _, id in ipairs(media) do
   redis.call('ZREM', P .. 'media-at', id)
 end
 return {deleted, #media}
+"""
+
+# ARGV: prefix, ttl, then (wamid, rank, data JSON, failed 0/1) per status. A status replaces a lower-ranked one only.
+_RECORD_DELIVERIES = """
+local ttl = math.ceil(tonumber(ARGV[2]))
+local t = clock()
+for i = 3, #ARGV, 4 do
+  local key = P .. 'd:' .. ARGV[i]
+  local rank = tonumber(ARGV[i + 1])
+  if rank > tonumber(redis.call('HGET', key, 'rank') or '-1') then
+    redis.call('HSET', key, 'rank', rank, 'data', ARGV[i + 2])
+    redis.call('EXPIRE', key, ttl)
+    redis.call('ZADD', P .. 'd-at', num(t), ARGV[i])
+    if ARGV[i + 3] == '1' then redis.call('ZADD', P .. 'dfailed', num(t), ARGV[i]) end
+  end
+end
+return 1
 """
 
 
@@ -355,6 +378,7 @@ class RedisStore(Store):
             "finish": _FINISH,
             "requeue": _REQUEUE,
             "prune": _PRUNE,
+            "record_deliveries": _RECORD_DELIVERIES,
         }
         self._scripts = {name: self._client.register_script(_PRELUDE + body) for name, body in scripts.items()}
         self._check_server()
@@ -483,7 +507,7 @@ class RedisStore(Store):
         return [_reply(message_id, slot, n, flat[2 * n], flat[2 * n + 1]) for n in range(len(flat) // 2)]
 
     def mark_sent(self, message_id: str, slot: int, part: int, wamid: str) -> None:
-        self._run("mark_sent", message_id, slot, part, wamid)
+        self._run("mark_sent", message_id, slot, part, wamid, self._finished_ttl)
 
     # done / failed -----------------------------------------------------------------------------------------------
 
@@ -586,12 +610,95 @@ class RedisStore(Store):
         return {"messages": counts, "oldest_open_age_seconds": age}
 
     def prune(self, older_than: float) -> int:
+        self._prune_deliveries(older_than)
         total = 0
         while True:
             messages, media = self._run("prune", repr(older_than), PRUNE_BATCH)
             total += messages
             if messages == 0 and media == 0:
                 return total
+
+    # delivery statuses and attempts ------------------------------------------------------------------------------
+
+    def _prune_deliveries(self, older_than: float) -> None:
+        """Statuses last changed before ``older_than`` (their TTL is only a backstop)."""
+        before = f"({older_than!r}"
+        with self._redis() as client:
+            client.zremrangebyscore(self._key("dfailed"), "-inf", before)
+            while wamids := client.zrangebyscore(self._key("d-at"), "-inf", before, start=0, num=PRUNE_BATCH):
+                pipe = client.pipeline(transaction=False)
+                pipe.delete(*(self._key("d", _text(wamid)) for wamid in wamids))
+                pipe.zrem(self._key("d-at"), *wamids)
+                pipe.execute()
+
+    def record_deliveries(self, deliveries: Sequence[Delivery]) -> None:
+        if not deliveries:
+            return
+        args: list[Any] = [self._finished_ttl]
+        for d in deliveries:
+            data = {
+                "status": d.status,
+                "ts": d.timestamp,
+                "recipient": d.recipient,
+                "code": d.error_code,
+                "title": d.error_title,
+            }
+            args += [d.wamid, DELIVERY_RANK.get(d.status, 0), json.dumps(data), int(d.status == "failed")]
+        self._run("record_deliveries", *args)
+
+    def deliveries(self, wamids: Sequence[str]) -> dict[str, Delivery]:
+        if not wamids:
+            return {}
+        with self._redis() as client:
+            pipe = client.pipeline(transaction=False)
+            for wamid in wamids:
+                pipe.hget(self._key("d", wamid), "data")
+            found = pipe.execute()
+        return {wamid: _delivery(wamid, data) for wamid, data in zip(wamids, found, strict=True) if data is not None}
+
+    def failed_deliveries(self, limit: int) -> list[Delivery]:
+        with self._redis() as client:
+            wamids = [_text(w) for w in client.zrevrange(self._key("dfailed"), 0, limit - 1)]
+            pipe = client.pipeline(transaction=False)
+            for wamid in wamids:
+                pipe.hget(self._key("d", wamid), "data")
+                pipe.get(self._key("w", wamid))
+            found = pipe.execute()
+        return [
+            _delivery(wamid, data, message_id)
+            for wamid, data, message_id in zip(wamids, found[::2], found[1::2], strict=True)
+            if data is not None
+        ]
+
+    def record_attempt(self, message_id: str, number: int, attempt: dict[str, Any]) -> None:
+        key = self._key("a", message_id)
+        with self._redis() as client:
+            pipe = client.pipeline(transaction=True)
+            pipe.hset(key, str(number), json.dumps(attempt))
+            pipe.expire(key, math.ceil(self._finished_ttl))
+            pipe.execute()
+
+    def attempts(self, message_id: str) -> list[dict[str, Any]]:
+        with self._redis() as client:
+            fields = client.hgetall(self._key("a", message_id))
+        return [json.loads(fields[number]) for number in sorted(fields, key=int)]
+
+    def failed(self, limit: int) -> list[dict[str, Any]]:
+        with self._redis() as client:
+            ids = client.zrevrange(self._key("s", "failed"), 0, limit - 1, withscores=True)
+            pipe = client.pipeline(transaction=False)
+            for message_id, _ in ids:
+                pipe.hmget(self._key("m", _text(message_id)), "sender", "reason")
+            rows = pipe.execute()
+        return [
+            {
+                "id": _text(message_id),
+                "sender": _text(sender) if sender is not None else None,
+                "reason": _text(reason) if reason is not None else None,
+                "finished_at": finished_at,
+            }
+            for (message_id, finished_at), (sender, reason) in zip(ids, rows, strict=True)
+        ]
 
     def close(self) -> None:
         self._client.close()
@@ -604,6 +711,19 @@ def _text(value: bytes | str) -> str:
 def _decode(flat: Sequence[bytes | str]) -> dict[str, str]:
     """A Lua ``HGETALL`` reply (key, value, key, value...) as a dict of text."""
     return {_text(flat[n]): _text(flat[n + 1]) for n in range(0, len(flat), 2)}
+
+
+def _delivery(wamid: str, data: bytes | str, message_id: bytes | str | None = None) -> Delivery:
+    fields = json.loads(data)
+    return Delivery(
+        wamid=wamid,
+        status=fields["status"],
+        timestamp=fields["ts"],
+        recipient=fields["recipient"],
+        error_code=fields["code"],
+        error_title=fields["title"],
+        message_id=_text(message_id) if message_id is not None else None,
+    )
 
 
 def _reply(message_id: str, slot: int, part: int, planned: bytes | str, wamid: bytes | str | None) -> Reply:

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .base import OPEN_STATES, InboxEntry, Job, Reply, Store, StoreUnavailable
+from .base import DELIVERY_RANK, OPEN_STATES, Delivery, InboxEntry, Job, Reply, Store, StoreUnavailable
 
 HISTORY_KEEP = 400  # turns kept per sender; the agent trims further to its token budget
 
@@ -75,6 +75,30 @@ CREATE TABLE IF NOT EXISTS media (
 );
 """
 
+# What operators read (`flask whatsapp show`, `failed`): delivery statuses by wamid, and one row per attempt.
+# Statuses are keyed by wamid, not by reply part, so a status that arrives before its part is marked sent is kept.
+_OPERATIONS_SCHEMA = """
+CREATE INDEX IF NOT EXISTS replies_wamid ON replies (wamid) WHERE wamid IS NOT NULL;
+CREATE TABLE IF NOT EXISTS deliveries (
+    wamid TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    rank INTEGER NOT NULL,
+    ts INTEGER NOT NULL,
+    recipient TEXT,
+    error_code INTEGER,
+    error_title TEXT,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS deliveries_updated ON deliveries (updated_at);
+CREATE INDEX IF NOT EXISTS deliveries_failed ON deliveries (updated_at) WHERE status = 'failed';
+CREATE TABLE IF NOT EXISTS attempts (
+    message_id TEXT NOT NULL,
+    number INTEGER NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (message_id, number)
+);
+"""
+
 # The head of each customer's queue, when nobody holds a live lease on that customer's messages.
 # Walked in (ts, seq) order, it stops at the first claimable head instead of sorting the whole backlog; the
 # subqueries must use the open-messages index (left alone, the planner picks one holding every finished message).
@@ -105,7 +129,7 @@ class SQLiteStore(Store):
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._connection().executescript(_SCHEMA)
+            self._connection().executescript(_SCHEMA + _OPERATIONS_SCHEMA)
         except sqlite3.Error as error:
             raise StoreUnavailable(f"SQLite store {self.path}: {error}") from error
 
@@ -412,6 +436,7 @@ class SQLiteStore(Store):
             )
             if cursor.rowcount:
                 db.execute("DELETE FROM replies WHERE message_id = ?", (message_id,))
+                db.execute("DELETE FROM attempts WHERE message_id = ?", (message_id,))
         return cursor.rowcount == 1
 
     def count_recent(self, sender: str, since: float, until: float) -> int:
@@ -435,15 +460,101 @@ class SQLiteStore(Store):
                 " (SELECT id FROM inbox WHERE state IN ('done', 'failed') AND updated_at < ?)",
                 (older_than,),
             )
+            db.execute(
+                "DELETE FROM attempts WHERE message_id IN"
+                " (SELECT id FROM inbox WHERE state IN ('done', 'failed') AND updated_at < ?)",
+                (older_than,),
+            )
             cursor = db.execute("DELETE FROM inbox WHERE state IN ('done', 'failed') AND updated_at < ?", (older_than,))
+            db.execute("DELETE FROM deliveries WHERE updated_at < ?", (older_than,))
             db.execute("DELETE FROM media WHERE created_at < ?", (older_than,))
         return cursor.rowcount
+
+    # delivery statuses and attempts ------------------------------------------------------------------------------
+
+    def record_deliveries(self, deliveries: Sequence[Delivery]) -> None:
+        if not deliveries:
+            return
+        now = time.time()
+        with self._write() as db:
+            db.executemany(
+                "INSERT INTO deliveries (wamid, status, rank, ts, recipient, error_code, error_title, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (wamid) DO UPDATE SET status = excluded.status,"
+                " rank = excluded.rank, ts = excluded.ts, recipient = excluded.recipient,"
+                " error_code = excluded.error_code, error_title = excluded.error_title,"
+                " updated_at = excluded.updated_at"
+                " WHERE excluded.rank > deliveries.rank",
+                [
+                    (
+                        d.wamid,
+                        d.status,
+                        DELIVERY_RANK.get(d.status, 0),
+                        d.timestamp,
+                        d.recipient,
+                        d.error_code,
+                        d.error_title,
+                        now,
+                    )
+                    for d in deliveries
+                ],
+            )
+
+    def deliveries(self, wamids: Sequence[str]) -> dict[str, Delivery]:
+        if not wamids:
+            return {}
+        marks = ",".join("?" * len(wamids))
+        rows = self._read(f"SELECT * FROM deliveries WHERE wamid IN ({marks})", tuple(wamids))
+        return {row["wamid"]: _delivery(row) for row in rows}
+
+    def failed_deliveries(self, limit: int) -> list[Delivery]:
+        rows = self._read(
+            "SELECT d.*, (SELECT r.message_id FROM replies r WHERE r.wamid = d.wamid LIMIT 1) AS message_id"
+            " FROM deliveries d INDEXED BY deliveries_failed WHERE d.status = 'failed'"
+            " ORDER BY d.updated_at DESC LIMIT ?",
+            (limit,),
+        )
+        return [_delivery(row) for row in rows]
+
+    def record_attempt(self, message_id: str, number: int, attempt: dict[str, Any]) -> None:
+        with self._write() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO attempts (message_id, number, data) VALUES (?, ?, ?)",
+                (message_id, number, json.dumps(attempt)),
+            )
+
+    def attempts(self, message_id: str) -> list[dict[str, Any]]:
+        rows = self._read("SELECT data FROM attempts WHERE message_id = ? ORDER BY number", (message_id,))
+        return [json.loads(row["data"]) for row in rows]
+
+    def failed(self, limit: int) -> list[dict[str, Any]]:
+        rows = self._read(
+            "SELECT id, sender, reason, updated_at FROM inbox INDEXED BY inbox_finished"
+            " WHERE state IN ('done', 'failed') AND state = 'failed'"
+            " ORDER BY updated_at DESC LIMIT ?",
+            (limit,),
+        )
+        return [
+            {"id": row["id"], "sender": row["sender"], "reason": row["reason"], "finished_at": row["updated_at"]}
+            for row in rows
+        ]
 
     def close(self) -> None:
         db = getattr(self._local, "db", None)
         if db is not None:
             db.close()
             self._local.db = None
+
+
+def _delivery(row: sqlite3.Row) -> Delivery:
+    return Delivery(
+        wamid=row["wamid"],
+        status=row["status"],
+        timestamp=row["ts"],
+        recipient=row["recipient"],
+        error_code=row["error_code"],
+        error_title=row["error_title"],
+        message_id=row["message_id"] if "message_id" in row.keys() else None,
+    )
 
 
 def _reply(row: sqlite3.Row) -> Reply:
