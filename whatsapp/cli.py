@@ -18,6 +18,7 @@ from .client import GraphAPIError
 from .config import Settings, how_to_set
 from .privacy import mask_secret
 from .store import Store, StoreUnavailable
+from .story import failed, show
 
 if TYPE_CHECKING:  # the service module imports this one
     from .sandbox.records import Records
@@ -264,3 +265,7 @@ def _print_replies(store: Store, records: Records, number: str, message_id: str,
         text = (sent.get("text") or {}).get("body") or (sent.get("interactive") or {}).get("body", {}).get("text")
         click.echo(click.style("bot> ", fg="cyan") + (text or f"[{sent.get('type')} message]"))
     return cursor
+
+
+whatsapp.add_command(show)  # the story commands live with the story (whatsapp/story.py)
+whatsapp.add_command(failed)

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 import openai
 
 from .agents_runtime import Agent, RunContext, Runner, trim_history
+from .attempts import current_attempt
 from .client import GraphAPIError, GraphClient
 from .config import Settings
 from .formatting import format_reply
@@ -152,10 +153,13 @@ class AgentWhatsAppRequestHandler:
             if job.id not in self.store.renew(job.holder, [job.id], self.settings.worker.lease_seconds):
                 raise LostClaim(job.id)
             self._typing_shown()
+            started = time.monotonic()
             wamid = self.client.send_text(
                 reply.recipient, reply.body, reply_to=reply.reply_to if reply.part == 0 else None
             )
             self.store.mark_sent(job.id, slot, reply.part, wamid)
+            if attempt := current_attempt.get():
+                attempt.sent(started)
             log.info("message %s: answered part %d (%s)", job.id, reply.part + 1, wamid)
 
     # steps -------------------------------------------------------------------------------------------------------
@@ -240,7 +244,10 @@ class AgentWhatsAppRequestHandler:
             result = self.runner.run(
                 agent, self._with_media(history), self._with_media_content(question.content), context
             )
-        log.info("message %s: agent %s answered in %.2fs", job.id, result.agent, time.monotonic() - started)
+        elapsed = time.monotonic() - started
+        log.info("message %s: agent %s answered in %.2fs", job.id, result.agent, elapsed)
+        if attempt := current_attempt.get():
+            attempt.agent, attempt.model_seconds = result.agent, round(elapsed, 6)
         turns = [{"role": "user", "content": question.content}, *result.new_items[1:]]
         answer = result.text or "…"
         if question.prefix:

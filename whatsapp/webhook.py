@@ -19,7 +19,7 @@ from flask import Blueprint, Response, current_app, request
 from .bodies import BodyTooLarge, request_body
 from .messages import Webhook, parse_webhook
 from .privacy import mask
-from .store import InboxEntry, Store, StoreUnavailable
+from .store import Delivery, InboxEntry, Store, StoreUnavailable
 
 log = logging.getLogger("whatsapp.webhook")
 
@@ -81,6 +81,7 @@ def receive() -> Response:
     entries = _inbox_entries(update, service.settings.whatsapp.phone_number_id)
     try:
         created = _record(service.store, entries)
+        service.store.record_deliveries(_deliveries(update, service.settings.whatsapp.phone_number_id))
     except StoreUnavailable as error:
         log.error("webhook answered 503: could not record %d message(s): %s", len(entries), error)
         return _text("store unavailable, please redeliver", 503)
@@ -152,6 +153,26 @@ def _inbox_entries(update: Webhook, phone_number_id: str | None) -> list[InboxEn
             )
         )
     return entries
+
+
+def _deliveries(update: Webhook, phone_number_id: str | None) -> list[Delivery]:
+    """The statuses of messages we sent from our number, to be kept against the reply parts they name."""
+    deliveries = []
+    for status in update.statuses:
+        if not status.id or not status.status or (phone_number_id and status.phone_number_id != phone_number_id):
+            continue
+        error = status.errors[0] if status.errors else None
+        deliveries.append(
+            Delivery(
+                wamid=status.id,
+                status=status.status,
+                timestamp=status.timestamp,
+                recipient=status.recipient_id,
+                error_code=error.code if error else None,
+                error_title=(error.title or error.message) if error else None,
+            )
+        )
+    return deliveries
 
 
 def _log_the_rest(update: Webhook) -> None:

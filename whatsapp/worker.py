@@ -18,6 +18,7 @@ import time
 from contextvars import ContextVar
 from typing import Protocol
 
+from .attempts import Attempt, current_attempt
 from .config import WorkerSettings
 from .handler import LostClaim, describe
 from .store import Job, Store, StoreUnavailable
@@ -248,6 +249,24 @@ class Worker:
                 self._wake.set()
 
     def _run(self, job: Job) -> None:
+        attempt = Attempt(number=job.attempts, holder=job.holder, claimed_at=time.time())
+        token = current_attempt.set(attempt)
+        try:
+            self._attempt(job, attempt)
+        finally:
+            current_attempt.reset(token)
+            self._keep(job, attempt)
+
+    def _keep(self, job: Job, attempt: Attempt) -> None:
+        """Keep the attempt for ``flask whatsapp show``; a store hiccup here costs the record, never the job."""
+        if attempt.outcome is None:
+            attempt.end("error", "unexpected error in the worker")
+        try:
+            self.store.record_attempt(job.id, attempt.number, attempt.as_dict())
+        except StoreUnavailable as error:
+            log.error("message %s: could not keep the record of attempt %d: %s", job.id, attempt.number, error)
+
+    def _attempt(self, job: Job, attempt: Attempt) -> None:
         if job.attempts > self.settings.max_attempts:
             reason = f"gave up after {job.attempts - 1} attempts; last: {job.reason or 'the worker died'}"
             self._fail(job, reason, None)
@@ -259,16 +278,23 @@ class Worker:
             self._after_error(job, error)
             return
         if self.store.finish(job.id, job.holder, "done"):
+            attempt.end("done")
             log.info("message %s: done in %.3fs", job.id, time.monotonic() - started)
         else:
+            attempt.end("lost", "finished after its claim was lost")
             log.warning("message %s: finished after its claim was lost", job.id)
 
     def _after_error(self, job: Job, error: Exception) -> None:
         reason = describe(error)
+        attempt = current_attempt.get()
         if isinstance(error, LostClaim):
+            if attempt:
+                attempt.end("lost", reason)
             log.warning("message %s: claim lost mid-job; stopping without sending more", job.id)
         elif self.handler.is_transient(error) and job.attempts < self.settings.max_attempts:
             delay = retry_delay(job.attempts, self.settings.retry_delay)
+            if attempt:
+                attempt.end("retry", reason)
             log.warning("message %s: attempt %d failed (%s); retrying in %.1fs", job.id, job.attempts, reason, delay)
             self.store.retry_later(job.id, job.holder, reason, delay)
         else:
@@ -280,4 +306,7 @@ class Worker:
         except Exception as apology_error:
             log.error("message %s: could not send the apology: %s", job.id, apology_error)
         self.store.finish(job.id, job.holder, "failed", reason)
+        attempt = current_attempt.get()
+        if attempt:
+            attempt.end("failed", reason)
         log.error("message %s: failed: %s", job.id, reason)
