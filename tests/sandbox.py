@@ -11,9 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.service import ROOT, Service
-
-INSTANCE = ROOT / "instance"
+from tests.service import Service
 
 
 def sandbox_environment(**extra: str) -> dict[str, str]:
@@ -26,7 +24,7 @@ def sandbox_environment(**extra: str) -> dict[str, str]:
 
 
 def new_customer() -> str:
-    """A fresh number for each test: the sandbox's records live in the instance folder and outlast a run."""
+    """A fresh number for each test, so that a test reads only its own conversation."""
     return "4477009" + "".join(random.choices("0123456789", k=5))
 
 
@@ -63,7 +61,7 @@ class Simulator:
             assert response.status_code == 201, response.text
 
     def remove(self) -> None:
-        """Forget this customer and its conversation (the instance folder is shared with the developer's sandbox)."""
+        """Forget this customer and its conversation."""
         self.service.http.delete(f"{self.service.url}/sandbox/api/customers/{self.customer}", timeout=10)
 
     def say(self, text: str, **extra: Any) -> str:

@@ -6,13 +6,14 @@ import base64
 import multiprocessing
 import sqlite3
 from collections.abc import Callable, Iterator
+from contextlib import closing
 
 import pytest
 import requests
 
 from tests.fakes.openai_server import FakeOpenAI
-from tests.sandbox import INSTANCE, Simulator, new_customer, png, start_sandbox
-from tests.service import Service
+from tests.sandbox import Simulator, new_customer, png, start_sandbox
+from tests.service import ROOT, Service
 from whatsapp import create_app
 from whatsapp.client import GraphAPIError, MediaTooLarge
 from whatsapp.config import Settings, StoreSettings, WhatsAppSettings
@@ -67,8 +68,8 @@ def simulator() -> Iterator[Callable[..., Simulator]]:
         customer.remove()
 
 
-def stored_secrets() -> dict[str, str]:
-    with sqlite3.connect(INSTANCE / "sandbox.db") as db:
+def stored_secrets(service: Service) -> dict[str, str]:
+    with sqlite3.connect(service.workdir / "instance" / "sandbox.db") as db:
         rows = db.execute("SELECT name, value FROM shared WHERE name IN ('access_token', 'app_secret', 'verify_token')")
         return dict(rows.fetchall())
 
@@ -87,10 +88,23 @@ def test_empty_environment_starts_in_sandbox_mode_and_serves_the_simulator(sandb
     logs = sandbox.logs()
     line = f"sandbox mode: no access token set; open http://localhost:{sandbox.port}/simulator"
     assert logs.count(line) == 1, logs  # one line for the run, not one per worker
-    secrets = stored_secrets()
+    secrets = stored_secrets(sandbox)
     assert set(secrets) == {"access_token", "app_secret", "verify_token"}
     for name, value in secrets.items():
         assert value not in logs, f"the generated {name} was logged"
+
+
+def test_the_sandbox_keeps_its_data_in_the_instance_folder_where_it_starts(sandbox, simulator):
+    """A test (or a second copy) started in another folder never shows up in the developer's own simulator."""
+    customer = simulator(sandbox)
+    customer.say("hello")
+    customer.wait_for_replies(1)
+    assert {"sandbox.db", "whatsapp.db"} <= {path.name for path in (sandbox.workdir / "instance").iterdir()}
+    developers = ROOT / "instance" / "sandbox.db"
+    if developers.exists():
+        with closing(sqlite3.connect(f"file:{developers}?mode=ro", uri=True)) as db:
+            found = db.execute("SELECT count(*) FROM customers WHERE wa_id = ?", (customer.customer,)).fetchone()
+        assert found == (0,)
 
 
 def test_text_from_the_simulator_is_answered_through_a_signed_webhook_by_the_offline_model(sandbox, simulator):

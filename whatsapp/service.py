@@ -20,7 +20,7 @@ from .client import GraphClient
 from .config import ConfigError, Settings, how_to_set, load_settings
 from .handler import AgentWhatsAppRequestHandler
 from .questions import Transcriber
-from .store import Store, open_store
+from .store import Store, one_server, open_store
 from .worker import Worker, current_message
 
 log = logging.getLogger("whatsapp")
@@ -47,7 +47,9 @@ def create_app(
     The worker starts in a server process (gunicorn, ``flask run``) and not for other ``flask`` commands, so that
     ``flask whatsapp doctor`` never claims a customer's message. ``start_worker`` overrides that choice.
     """
-    app = Flask("whatsapp", root_path=None)
+    # instance/ of the folder the service starts in, like .env and config.yaml: a checkout's own data stays in the
+    # checkout, and a test (or a second copy) started in another folder keeps its data there.
+    app = Flask("whatsapp", root_path=None, instance_path=os.path.abspath("instance"))
     _configure_logging()
     settings = settings or load_settings(instance_path=app.instance_path)
     if settings.mode == "sandbox":
@@ -89,6 +91,8 @@ def create_app(
             how_to_set("whatsapp", "app_secret"),
         )
     if start_worker if start_worker is not None else _serving():
+        if settings.store.url.startswith("sqlite:///"):
+            one_server.hold(settings.store.url.removeprefix("sqlite:///"), _server_pid())
         if _in_gunicorn_master():
             os.register_at_fork(after_in_child=worker.start)  # each forked worker process starts its own
         else:
@@ -108,6 +112,12 @@ def _in_gunicorn_master() -> bool:
             return True
         frame = frame.f_back
     return False
+
+
+def _server_pid() -> int:
+    """The process that stands for this server: gunicorn's master (a worker's parent), else this process."""
+    in_gunicorn_worker = "gunicorn.arbiter" in sys.modules and not _in_gunicorn_master()
+    return os.getppid() if in_gunicorn_worker else os.getpid()
 
 
 def _serving() -> bool:
