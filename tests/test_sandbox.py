@@ -181,8 +181,10 @@ def test_button_tap_becomes_a_button_reply_webhook_quoting_the_interactive_messa
         "button_reply": {"id": "book-yes", "title": "Yes"},
     }
     assert inbound["message"]["context"]["id"] == interactive_id
-    assert replies[-1]["request"]["text"]["body"] == "You said: Yes"
-    assert model.chat_requests()[-1]["messages"][-1]["content"] == "Yes"
+    assert replies[-1]["request"]["text"]["body"] == 'You said: [The customer tapped the button "Yes" (id: book-yes)]'
+    assert (
+        model.chat_requests()[-1]["messages"][-1]["content"] == '[The customer tapped the button "Yes" (id: book-yes)]'
+    )
 
 
 def test_fake_graph_refuses_like_meta(sandbox, simulator):

@@ -168,7 +168,7 @@ def test_markdown_is_converted_to_whatsapp_formatting(service, fakes):
 # what reaches the agent ------------------------------------------------------------------------------------------
 
 
-def test_button_list_and_template_replies_reach_the_agent_as_text(service, fakes):
+def test_button_list_and_template_replies_reach_the_agent_with_their_ids_and_titles(service, fakes):
     graph, model = fakes
     for message in (
         wh.button_reply("opt-1", "Track my order"),
@@ -178,7 +178,11 @@ def test_button_list_and_template_replies_reach_the_agent_as_text(service, fakes
         service.post(wh.webhook(message))
     graph.wait_for_texts(3)
     asked = [user_texts(request)[-1] for request in model.chat_requests()]
-    assert asked == ["Track my order", "Opening hours", "Stop promotions"]
+    assert asked == [
+        '[The customer tapped the button "Track my order" (id: opt-1)]',
+        '[The customer chose "Opening hours" - When we are open (id: row-2) from the list]',
+        '[The customer tapped the template button "Stop promotions" (payload: STOP_PROMOS)]',
+    ]
 
 
 def test_an_image_with_a_caption_is_downloaded_with_the_token_and_given_to_the_model(service, fakes):

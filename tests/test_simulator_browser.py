@@ -158,7 +158,11 @@ def test_a_customer_chats_with_the_bot_in_the_browser(sandbox, model, browser, c
     button.click()
     tapped = wait(driver, "my button reply", lambda d: bubble_with(d, "mine", "Yes, please"))
     assert "Shall I book a table" in tapped.find_element(By.CSS_SELECTOR, ".quote").text
-    wait(driver, "the answer to the tap", lambda d: bubble_with(d, "theirs", "You said: Yes, please"))
+    wait(
+        driver,
+        "the answer to the tap",
+        lambda d: bubble_with(d, "theirs", 'You said: [The customer tapped the button "Yes, please"'),
+    )
     wait(
         driver,
         "the webhook in the inspector",

@@ -169,12 +169,14 @@ class GraphClient:
 
     def send_text(self, to: str, body: str, reply_to: str | None = None, preview_url: bool = False) -> str:
         """Send a text message, threaded as a reply to ``reply_to`` when given; returns the new wamid."""
-        payload: dict[str, Any] = {
-            "recipient_type": "individual",
-            "to": to,
-            "type": "text",
-            "text": {"preview_url": preview_url, "body": body},
-        }
+        return self.send_message(to, {"type": "text", "text": {"preview_url": preview_url, "body": body}}, reply_to)
+
+    def send_message(self, to: str, message: dict, reply_to: str | None = None) -> str:
+        """Send one message object (``{"type": ..., <type>: {...}}``) to a customer; returns the new wamid.
+
+        ``to`` is a phone number (wa_id) or, for a customer known only by a username, their business-scoped user id.
+        """
+        payload: dict[str, Any] = {"recipient_type": "individual", **addressed(to), **message}
         if reply_to:
             payload["context"] = {"message_id": reply_to}
         return self.send(payload)
@@ -336,6 +338,14 @@ class GraphClient:
 
     def _redact(self, text: str) -> str:
         return text.replace(self._token, "[redacted]")
+
+
+def addressed(customer: str) -> dict[str, str]:
+    """The addressing fields of a send: ``{"to": wa_id}`` for a phone number, ``{"recipient": bsuid}`` for a customer
+    known only by a business-scoped user id (``US.13491208655302741918``), as Graph wants for username users."""
+    if customer.isascii() and customer.isdigit():
+        return {"to": customer}
+    return {"recipient": customer}
 
 
 def _as_int(value: object) -> int | None:

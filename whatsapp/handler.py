@@ -24,7 +24,7 @@ from .config import Settings
 from .formatting import format_reply
 from .messages import Message, parse_message
 from .privacy import mask
-from .questions import MEDIA_URL_PREFIX, Note, Notice, Question, QuestionBuilder, Transcriber
+from .questions import MEDIA_URL_PREFIX, Note, Notice, Question, QuestionBuilder, Transcriber, expects_answer
 from .store import Job, Store
 
 log = logging.getLogger("whatsapp.handler")
@@ -120,7 +120,9 @@ class AgentWhatsAppRequestHandler:
         if job.answer is None and self._over_rate_limit(job):
             return
         if whatsapp.typing_indicator and job.attempts == 1:
-            self._start_typing(parsed.id)
+            # "typing…" promises an answer: a reaction, a revoke or a system notice is only marked read.
+            answering = job.answer is not None or expects_answer(parsed)
+            self._start_typing(parsed.id, typing=answering)
         if whatsapp.agent_acknowledgement:
             self._send_reply(sender, whatsapp.agent_acknowledgement, parsed.id, ACKNOWLEDGEMENT_SLOT)
 
@@ -172,9 +174,9 @@ class AgentWhatsAppRequestHandler:
         self._current.slot = slot
         self._send_message(to, text, reply_to)
 
-    def _start_typing(self, message_id: str) -> None:
+    def _start_typing(self, message_id: str, typing: bool = True) -> None:
         """Mark read and show "typing…" on a side thread, so the agent starts without waiting a Graph round trip."""
-        thread = threading.Thread(target=self._show_typing, args=(message_id,), name="typing", daemon=True)
+        thread = threading.Thread(target=self._show_typing, args=(message_id, typing), name="typing", daemon=True)
         thread.start()
         self._current.typing = thread
 
@@ -185,9 +187,9 @@ class AgentWhatsAppRequestHandler:
             thread.join()
             self._current.typing = None
 
-    def _show_typing(self, message_id: str) -> None:
+    def _show_typing(self, message_id: str, typing: bool = True) -> None:
         try:
-            self.client.mark_read(message_id, typing=True)
+            self.client.mark_read(message_id, typing=typing)
         except GraphAPIError as error:  # a missing "typing…" is no reason to fail the message
             log.warning("message %s: could not mark read: %s", message_id, error)
 
@@ -252,7 +254,8 @@ class AgentWhatsAppRequestHandler:
         answer = result.text or "…"
         if question.prefix:
             answer = f"{question.prefix}\n\n{answer}"
-        self.store.save_answer(job.id, job.holder, job.sender, answer, turns, session={"agent": result.agent})
+        session = {**session, "agent": result.agent, **customer_ids(message)}
+        self.store.save_answer(job.id, job.holder, job.sender, answer, turns, session=session)
         return answer
 
     @contextmanager
@@ -292,6 +295,13 @@ class AgentWhatsAppRequestHandler:
             data_url = f"data:{mime_type};base64,{base64.b64encode(data).decode('ascii')}"
             parts.append({"type": "image_url", "image_url": {"url": data_url}})
         return parts
+
+
+def customer_ids(message: Message) -> dict[str, str]:
+    """The ids a webhook gave for the customer, kept in the session: the phone number (``wa_id``), the business-scoped
+    user id and the username, when Meta sent them (a username customer may come with the user id alone)."""
+    ids = {"wa_id": message.raw.get("from"), "user_id": message.from_user_id, "username": message.username}
+    return {name: value for name, value in ids.items() if isinstance(value, str) and value}
 
 
 def describe(error: BaseException) -> str:

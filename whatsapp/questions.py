@@ -7,6 +7,7 @@ follow-up question a few turns later still shows the model the picture (Meta's d
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,10 +17,12 @@ from .config import Settings
 from .documents import Budget, UnreadableDocument, read_text, readable
 from .messages import (
     Audio,
+    Button,
     Contacts,
     Document,
     Edit,
     Image,
+    Interactive,
     Location,
     Media,
     Message,
@@ -115,6 +118,14 @@ class QuestionBuilder:
                 )
                 note = f" with the note: {message.text}" if message.text else ""
                 return self.text(f"[The customer placed an order: {items}]{note}")
+            case Interactive():
+                return self.text(interactive_text(message) or "")
+            case Button():
+                return self.text(
+                    f'[The customer tapped the template button "{message.text}" (payload: {message.payload})]'
+                    if message.payload
+                    else message.text or ""
+                )
             case Sticker():
                 return Notice("😊")
             case Reaction():
@@ -215,6 +226,56 @@ class QuestionBuilder:
             + self._capped(caption),
             prefix=sorry,
         )
+
+
+def expects_answer(message: Message) -> bool:
+    """Whether an answer will follow ``message``, decided before any download: "typing…" is shown only then.
+
+    Reactions, system notices, revokes and interactive events that carry no words (a call-permission reply...) are
+    kept or ignored without an answer; an edit is answered like its new version.
+    """
+    match message:
+        case Reaction() | System() | Revoke():
+            return False
+        case Edit():
+            return message.edited is not None and expects_answer(message.edited)
+        case Interactive():
+            return bool(interactive_text(message))
+        case Media() | Location() | Contacts() | Order() | Unsupported() | Unknown():
+            return True
+        case _:
+            return bool((message.text or "").strip())
+
+
+def interactive_text(message: Interactive) -> str | None:
+    """What the agent is told of a tap on a reply button or list row (its id and title) or a Flow's answers."""
+    if message.kind == "button_reply" and message.title is not None:
+        return f'[The customer tapped the button "{message.title}" (id: {message.reply_id})]'
+    if message.kind == "list_reply" and message.title is not None:
+        description = f" - {message.description}" if message.description else ""
+        return f'[The customer chose "{message.title}"{description} (id: {message.reply_id}) from the list]'
+    if message.kind == "nfm_reply":
+        answers = flow_answers(message.response_json)
+        if answers is None:
+            return message.body or None
+        lines = "\n".join(f"- {name}: {value}" for name, value in answers.items())
+        return f"[The customer completed a form and answered:]\n{lines}" if lines else message.body or None
+    return message.text
+
+
+def flow_answers(response_json: str | None) -> dict[str, str] | None:
+    """A Flow's ``response_json`` as field name -> value text (without ``flow_token``); None when it is not JSON."""
+    try:
+        data = json.loads(response_json or "")
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    return {
+        str(name): value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        for name, value in data.items()
+        if name != "flow_token"
+    }
 
 
 def readable_size(size: int) -> str:

@@ -20,8 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tests.fakes.http import FakeServer, Recorded, Request, Response
-
-TEXT_BODY_LIMIT = 4096
+from tests.fakes.outbound import Refused, recipient_of, validate_send
 
 _VERSION = r"v\d+\.\d+"
 _MESSAGES_PATH = re.compile(rf"^/(?P<version>{_VERSION})/(?P<node>[^/]+)/messages/?$")
@@ -120,10 +119,6 @@ def _missing_node(node: str, method: str) -> Response:
         type_="GraphMethodException",
         subcode=33,
     )
-
-
-def _utf16_units(text: str) -> int:
-    return len(text.encode("utf-16-le")) // 2
 
 
 class FakeGraph(FakeServer):
@@ -241,7 +236,7 @@ class FakeGraph(FakeServer):
     def _texts(self, to: str | None) -> list[dict[str, Any]]:
         return [
             {
-                "to": c.json["to"],
+                "to": recipient_of(c.json),
                 "body": c.json["text"]["body"],
                 "reply_to": (c.json.get("context") or {}).get("message_id"),
                 "wamid": c.extra["wamid"],
@@ -319,11 +314,11 @@ class FakeGraph(FakeServer):
             return self._record(request, _failure_response(failure), kind=kind, wamid=None, scripted=True)
         if is_read:
             return self._record(request, Response.of_json(200, {"success": True}), kind=kind, wamid=None)
-        to = body["to"]
+        to = recipient_of(body)
         wamid = "wamid." + base64.b64encode(f"FAKE:{to}:{next(self._counter)}:{uuid.uuid4().hex}".encode()).decode()
         answer = {
             "messaging_product": "whatsapp",
-            "contacts": [{"input": to, "wa_id": to}],
+            "contacts": [{"input": to, "wa_id" if "to" in body else "user_id": to}],
             "messages": [{"id": wamid}],
         }
         return self._record(request, Response.of_json(200, answer), kind=kind, wamid=wamid)
@@ -375,7 +370,7 @@ class FakeGraph(FakeServer):
 def _is_delivered_send(call: Recorded, to: str | None, type_: str | None) -> bool:
     if call.extra.get("kind") != "send" or call.status != 200:
         return False
-    return (to is None or call.json.get("to") == to) and (type_ is None or call.json.get("type", "text") == type_)
+    return (to is None or recipient_of(call.json) == to) and (type_ is None or call.json.get("type", "text") == type_)
 
 
 def _invalid(code: int, details: str) -> Response:
@@ -405,22 +400,12 @@ def _validate_read(body: Any) -> Response | None:
 def _validate_send(body: Any) -> Response | None:
     if (problem := _validate_common(body)) is not None:
         return problem
-    if not body.get("to"):
-        return _invalid(131008, "The parameter to is required.")
-    type_ = body.get("type", "text")  # Graph defaults the type to text
-    if type_ not in body:
-        return _invalid(131008, f"The parameter {type_} is required.")
-    if type_ == "text":
-        text = body["text"].get("body") if isinstance(body["text"], dict) else None
-        if not isinstance(text, str) or not text:
-            return _invalid(131008, "The parameter text['body'] is required.")
-        if len(text) > TEXT_BODY_LIMIT or _utf16_units(text) > TEXT_BODY_LIMIT:
-            return graph_error(
-                400, 100, f"(#100) Param text['body'] must be at most {TEXT_BODY_LIMIT} characters long."
-            )
-    context = body.get("context")
-    if context is not None and not (isinstance(context, dict) and context.get("message_id")):
-        return _invalid(131009, "The parameter context['message_id'] is invalid.")
+    try:
+        validate_send(body)
+    except Refused as refused:
+        if refused.code == 100:
+            return graph_error(400, 100, f"(#100) {refused.details}")
+        return _invalid(refused.code, refused.details)
     return None
 
 
