@@ -101,3 +101,32 @@ def test_replay_runs_a_failed_message_again(start_service, tmp_path, fakes):
     _, answer = graph.wait_for_texts(2)
     assert answer["body"] == "You said: please try again"
     assert flask(["replay", "wamid.unknown"], service.env, tmp_path).returncode == 1
+
+
+def test_commands_print_no_log_lines_only_their_own_output(tmp_path):
+    env = {**empty_environment(), "AK_STORE__URL": f"sqlite:///{tmp_path}/w.db"}
+    for args in (["--help"], ["doctor"]):
+        result = flask(args, env, tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert result.stderr == ""  # no "sandbox mode" or "offline model" WARNING lines, no INFO of the self-check
+
+
+def test_doctor_in_sandbox_mode_does_not_contradict_itself(tmp_path):
+    env = {**empty_environment(), "AK_STORE__URL": f"sqlite:///{tmp_path}/w.db"}
+    result = flask(["doctor"], env, tmp_path)
+    assert "✔ no access token: the local simulator" in result.stdout
+    assert "✔ access token, verify token and app secret: generated for the sandbox" in result.stdout
+    assert "is set" not in result.stdout and "is not set" not in result.stdout
+
+
+def test_send_refuses_what_is_not_a_phone_number(tmp_path, fakes):
+    graph, model = fakes
+    env = base_environment(graph.url, model.url + "/v1", tmp_path / "w.db")
+    result = flask(["send", "abc", "x"], env, tmp_path)
+    assert result.returncode == 2
+    assert "Invalid value for TO: 'abc' is not a phone number: give its digits with the country code" in result.stderr
+    assert "sent to" not in result.stdout
+    assert graph.calls == []
+    result = flask(["send", "+44 7700-900123", "hi"], env, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert [t["to"] for t in graph.sent_texts()] == ["447700900123"]

@@ -73,9 +73,13 @@ def _settings_checks(settings: Settings) -> list[Check]:
     whatsapp_settings = settings.whatsapp
     checks = [Check(True, f"mode: {settings.mode}")]
     if settings.mode == "sandbox":
+        # The sandbox generated the credentials Meta would have given: none of them is the user's to set.
         checks.append(
             Check(True, "no access token: the local simulator and a fake Graph API stand in for Meta (/simulator)")
         )
+        checks.append(Check(True, "access token, verify token and app secret: generated for the sandbox"))
+        checks.append(Check(True, f"agent: {whatsapp_settings.agent}"))
+        return checks
     for key in ("access_token", "verify_token", "phone_number_id", "app_secret"):
         value = getattr(whatsapp_settings, key)
         if value:
@@ -166,12 +170,23 @@ def _model_check(settings: Settings) -> Check:
 @with_appcontext
 def send(to: str, text: str) -> None:
     """Send TEXT to the WhatsApp number TO (digits, with country code)."""
+    number = phone_number(to)
     handler = current_app.extensions["whatsapp"].handler
     try:
-        handler._send_message(to.lstrip("+"), text)
+        handler._send_message(number, text)
     except GraphAPIError as error:
         raise click.ClickException(str(error)) from None
     click.echo(f"sent to {to}")
+
+
+def phone_number(text: str) -> str:
+    """``+1 (555) 123-4567`` as WhatsApp wants it (``15551234567``), or a usage error saying what a number is."""
+    digits = "".join(ch for ch in text if ch not in " +-().")
+    if not (digits.isascii() and digits.isdigit() and 8 <= len(digits) <= 15):
+        raise click.BadParameter(
+            f"{text!r} is not a phone number: give its digits with the country code, e.g. 15551234567", param_hint="TO"
+        )
+    return digits
 
 
 @whatsapp.command()
@@ -214,12 +229,13 @@ def chat(number: str, name: str) -> None:
         ),
         store=replace(settings.store, url=f"sqlite:///{current_app.instance_path}/chat.db"),
     )
-    app = create_app(sandboxed, start_worker=True)
+    app = create_app(sandboxed, start_worker=False)  # not a server: no start-up notices, the worker started here
     service = app.extensions["whatsapp"]
     records = app.extensions["sandbox"].records
     secret = service.settings.whatsapp.app_secret
     web = app.test_client()
     logging.getLogger().setLevel(logging.WARNING)  # the terminal is for the conversation
+    service.worker.start()
     cursor = max((event["seq"] for event in records.events(number)), default=0)
     click.echo(f"Chatting with agent {settings.whatsapp.agent!r} as {name} (+{number}). /quit to stop.")
     try:

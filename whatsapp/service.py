@@ -50,7 +50,8 @@ def create_app(
     # instance/ of the folder the service starts in, like .env and config.yaml: a checkout's own data stays in the
     # checkout, and a test (or a second copy) started in another folder keeps its data there.
     app = Flask("whatsapp", root_path=None, instance_path=os.path.abspath("instance"))
-    _configure_logging()
+    serving = start_worker if start_worker is not None else _serving()
+    _configure_logging(logging.INFO if serving else logging.WARNING)  # a command's output is what it prints
     settings = settings or load_settings(instance_path=app.instance_path)
     if settings.mode == "sandbox":
         from . import sandbox
@@ -68,7 +69,11 @@ def create_app(
         pool_size=settings.worker.threads + 2,
     )
     if settings.mode == "sandbox":
-        sandbox.init_app(app, client)
+        sandbox.init_app(app, client, announce=serving)
+    else:
+        from .home import bp as home_bp
+
+        app.register_blueprint(home_bp)
     handler_class = handler or _handler_class(settings)
     runner, transcribe = _model(settings)
     job_handler = handler_class(
@@ -85,12 +90,8 @@ def create_app(
     app.register_blueprint(health_bp)
     app.cli.add_command(whatsapp_cli)
 
-    if not settings.signature_required:
-        log.warning(
-            "whatsapp.app_secret is not set: webhook signatures are NOT checked (%s)",
-            how_to_set("whatsapp", "app_secret"),
-        )
-    if start_worker if start_worker is not None else _serving():
+    if serving:
+        _announce(settings)  # for whoever reads the server's log; a command (doctor, send…) says what matters itself
         if settings.store.url.startswith("sqlite:///"):
             one_server.hold(settings.store.url.removeprefix("sqlite:///"), _server_pid())
         if _in_gunicorn_master():
@@ -99,6 +100,16 @@ def create_app(
             worker.start()
         atexit.register(worker.stop)
     return app
+
+
+def _announce(settings: Settings) -> None:
+    if not settings.signature_required:
+        log.warning(
+            "whatsapp.app_secret is not set: webhook signatures are NOT checked (%s)",
+            how_to_set("whatsapp", "app_secret"),
+        )
+    if not (settings.openai.api_key or settings.openai.base_url):
+        log.warning("no OPENAI_API_KEY or OPENAI_BASE_URL: agents answer with the offline demonstration model")
 
 
 def _in_gunicorn_master() -> bool:
@@ -126,12 +137,10 @@ def _serving() -> bool:
     return context is None or context.info_name == "run"
 
 
-def _configure_logging() -> None:
+def _configure_logging(level: int) -> None:
     root = logging.getLogger()
     if not root.handlers:
-        logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(levelname)s [%(process)d] %(name)s:%(job)s %(message)s"
-        )
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s [%(process)d] %(name)s:%(job)s %(message)s")
         for handler in root.handlers:
             handler.addFilter(_name_the_message)
         for chatty in ("httpx", "httpx2", "urllib3"):  # one line per model call would drown the message lines
@@ -177,7 +186,6 @@ def _model(settings: Settings) -> tuple[Runner, Transcriber]:
     """The real model through the ``openai`` SDK; the offline demonstration model when none is configured."""
     config = settings.openai
     if not (config.api_key or config.base_url):
-        log.warning("no OPENAI_API_KEY or OPENAI_BASE_URL: agents answer with the offline demonstration model")
         return Runner(OfflineModel(), config.model, config.max_steps), _offline_transcript
     client = openai.OpenAI(
         api_key=config.api_key or "no-key-needed",

@@ -63,8 +63,11 @@ def configure(settings: Settings, instance_path: str) -> Settings:
     return replace(settings, whatsapp=sandboxed)
 
 
-def init_app(app: Flask, client: GraphClient) -> None:
-    """Serve the fake Graph API and the simulator, and answer ``client``'s Graph calls in-process."""
+def init_app(app: Flask, client: GraphClient, announce: bool = True) -> None:
+    """Serve the fake Graph API and the simulator, and answer ``client``'s Graph calls in-process.
+
+    ``announce``: log the simulator's address (once per run), as a server does and a command does not.
+    """
     from .graph import bp as graph_bp
     from .simulator import bp as simulator_bp
 
@@ -77,8 +80,9 @@ def init_app(app: Flask, client: GraphClient) -> None:
     app.register_blueprint(graph_bp)
     app.register_blueprint(simulator_bp)
 
+    logging.getLogger("werkzeug").addFilter(_quiet_polling)
     run = os.getppid() if "gunicorn.arbiter" in sys.modules else os.getpid()
-    if records.claim_run(run):  # one line per run, not one per worker process
+    if announce and records.claim_run(run):  # one line per run, not one per worker process
         address = _address()
         where = f"open {address}/simulator" if address else "open /simulator on this server"
         log.warning(
@@ -86,6 +90,13 @@ def init_app(app: Flask, client: GraphClient) -> None:
             "set AK_WHATSAPP__ACCESS_TOKEN to go live)",
             where,
         )
+
+
+def _quiet_polling(record: logging.LogRecord) -> bool:
+    """``flask run`` logs every request; the simulator asks for new events several times a second."""
+    args = record.args if isinstance(record.args, tuple) else ()
+    polled = len(args) == 3 and str(args[0]).startswith("GET /sandbox/api/conversation?") and "200" in str(args[1])
+    return not polled
 
 
 def _records(instance_path: str) -> Records:

@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import requests
-from flask import Blueprint, Response, current_app, jsonify, request, send_from_directory
+from flask import Blueprint, Response, current_app, jsonify, redirect, request, send_from_directory, url_for
 from flask.typing import ResponseReturnValue
 
 from ..client import GraphAPIError
@@ -50,6 +50,12 @@ _executor_lock = threading.Lock()
 
 
 # the page ------------------------------------------------------------------------------------------------------
+
+
+@bp.get("/")
+def home() -> Response:
+    """A newcomer opening the server's address finds the simulator."""
+    return redirect(url_for("sandbox.page"))
 
 
 @bp.get("/simulator")
