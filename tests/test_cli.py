@@ -129,4 +129,5 @@ def test_send_refuses_what_is_not_a_phone_number(tmp_path, fakes):
     assert graph.calls == []
     result = flask(["send", "+44 7700-900123", "hi"], env, tmp_path)
     assert result.returncode == 0, result.stderr
-    assert [t["to"] for t in graph.sent_texts()] == ["447700900123"]
+    assert flask(["send", "US.13491208655302741918", "hi"], env, tmp_path).returncode == 0
+    assert [text["to"] for text in graph.sent_texts()] == ["447700900123", "US.13491208655302741918"]

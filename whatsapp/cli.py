@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -169,22 +170,27 @@ def _model_check(settings: Settings) -> Check:
 @click.argument("text")
 @with_appcontext
 def send(to: str, text: str) -> None:
-    """Send TEXT to the WhatsApp number TO (digits, with country code)."""
-    number = phone_number(to)
+    """Send TEXT to TO: a WhatsApp number (digits, with country code) or a business-scoped user id."""
+    customer = recipient(to)
     handler = current_app.extensions["whatsapp"].handler
     try:
-        handler._send_message(number, text)
+        handler._send_message(customer, text)
     except GraphAPIError as error:
         raise click.ClickException(str(error)) from None
     click.echo(f"sent to {to}")
 
 
-def phone_number(text: str) -> str:
-    """``+1 (555) 123-4567`` as WhatsApp wants it (``15551234567``), or a usage error saying what a number is."""
+def recipient(text: str) -> str:
+    """``+1 (555) 123-4567`` as WhatsApp wants it (``15551234567``), a business-scoped user id as it is
+    (``US.13491208655302741918``), or a usage error saying what TO may be."""
+    if re.fullmatch(r"[A-Z]{2}\.[0-9]{6,40}", text):
+        return text
     digits = "".join(ch for ch in text if ch not in " +-().")
     if not (digits.isascii() and digits.isdigit() and 8 <= len(digits) <= 15):
         raise click.BadParameter(
-            f"{text!r} is not a phone number: give its digits with the country code, e.g. 15551234567", param_hint="TO"
+            f"{text!r} is not a phone number: give its digits with the country code, e.g. 15551234567 "
+            "(or a business-scoped user id such as US.13491208655302741918)",
+            param_hint="TO",
         )
     return digits
 
