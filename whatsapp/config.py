@@ -232,7 +232,7 @@ def _to_str_tuple(value: Any) -> tuple[str, ...]:
 
 
 _CONVERTERS: dict[str, Callable[[Any], Any]] = {
-    "str": lambda value: str(value).strip(),
+    "str": lambda value: "" if value is None else str(value).strip(),  # "key:" with no value in YAML is None
     "str | None": _optional_str,
     "bool": _to_bool,
     "int": _to_positive_int,
