@@ -198,8 +198,86 @@ def test_a_customer_chats_with_the_bot_in_the_browser(sandbox, model, browser, c
     assert [e["status"] for e in customer.events("media_lookup") if e["media_id"] == media_id] == [200]
     assert [e["status"] for e in customer.events("media_download") if e["media_id"] == media_id] == [200]
 
+    # Later messages still come into view: the photo, which grew its bubble when it loaded, must not stop that.
+    model.reply_with("Tomorrow too, from *nine*.")
+    driver.find_element(By.ID, "composer").send_keys("And tomorrow?", Keys.ENTER)
+    wait(driver, "the answer after the photo", lambda d: bubble_with(d, "theirs", "Tomorrow too"))
+    wait(driver, "the newest message in view", lambda d: below_the_view(d) < 2, timeout=5)
+
     if os.environ.get("SAVE_SCREENSHOT") == "1":
         _save_screenshot(driver, SCREENSHOT)
+
+
+def below_the_view(driver: WebDriver) -> float:
+    """Pixels of the conversation below what the window shows."""
+    return driver.execute_script(
+        "const m = document.getElementById('messages'); return m.scrollHeight - m.scrollTop - m.clientHeight"
+    )
+
+
+LAYOUT = """
+const box = (selector) => { const e = document.querySelector(selector); if (!e || !e.offsetParent) return null;
+  const r = e.getBoundingClientRect(); return {left: r.left, right: r.right, top: r.top, bottom: r.bottom,
+  width: r.width, height: r.height}; };
+return {
+  page: {width: window.innerWidth, height: window.innerHeight, scrollWidth: document.documentElement.scrollWidth},
+  customers: box(".customers"), chat: box(".chat"), header: box(".chat-header"), who: box(".chat-header .who"),
+  me: box("#me"), messages: box("#messages"), composer: box("#composer"), bar: box(".composer-bar"),
+  inputs: ["#new-number", "#new-name", "#add-customer-button"].map(box), inspector: box(".inspector"),
+};
+"""
+
+
+def layout_problems(driver: WebDriver) -> list[str]:
+    """What a person would see as broken at the window's current size."""
+    found = driver.execute_script(LAYOUT)
+    page, chat, problems = found["page"], found["chat"], []
+    if page["scrollWidth"] > page["width"]:
+        problems.append(f"the page scrolls sideways ({page['scrollWidth']} > {page['width']} px)")
+    for name, rect in zip(("number", "name", "add button"), found["inputs"], strict=True):
+        if rect is None:
+            problems.append(f"the {name} field of 'Add a customer' is not shown")
+        elif rect["right"] > page["width"] or (chat["top"] < rect["bottom"] and rect["right"] > chat["left"] + 1):
+            problems.append(f"the {name} field of 'Add a customer' overflows into the chat ({rect})")
+    who, me = found["who"], found["me"]
+    if me and who and me["left"] < who["right"] and me["top"] < who["bottom"]:
+        problems.append("the chat header's texts overlap")
+    if found["header"]["height"] > 72:
+        problems.append(f"the chat header is {found['header']['height']} px high")
+    if found["composer"]["width"] < 0.5 * chat["width"] or found["composer"]["height"] < 30:
+        problems.append(f"the message box is a sliver ({found['composer']})")
+    if found["messages"]["height"] < 0.45 * page["height"]:
+        problems.append(f"the conversation gets {found['messages']['height']} of {page['height']} px")
+    if found["bar"]["bottom"] > page["height"] + 1:
+        problems.append("the message box is below the window")
+    return problems
+
+
+def test_the_simulator_fits_wide_narrow_and_phone_windows(sandbox, model, browser, customer, tmp_path):
+    driver = browser
+    model.reply_with("Here is the _menu_ for today: soup, bread and a long list of cakes to choose from.")
+    customer_sim = Simulator(sandbox, customer.customer, name="Kerry Fisher")
+    customer_sim.say("What is on the menu today?")
+    customer_sim.upload(png(320, 180), "terrace.png", "image/png", caption="And is this terrace free?")
+    customer_sim.wait_for_replies(2)
+    driver.get(f"{sandbox.url}/simulator?customer={customer.customer}")
+    wait(
+        driver,
+        "the photo",
+        lambda d: d.execute_script(
+            "const i = document.querySelector('.row.mine img.media-img'); return i && i.complete && i.naturalWidth"
+        ),
+    )
+    shots = Path(os.environ.get("SIMULATOR_SCREENSHOTS") or tmp_path)
+    for width, height, inspector in ((1440, 900, True), (1024, 768, False), (420, 860, False)):
+        # The viewport as a device of that size has it (a window cannot be made narrower than Chromium's minimum).
+        metrics = {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False}
+        driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
+        wait(driver, f"the {width} px layout", lambda d, w=width: d.execute_script("return window.innerWidth") == w)
+        wait(driver, "the newest message in view", lambda d: below_the_view(d) < 2, timeout=5)
+        driver.save_screenshot(str(shots / f"simulator-{width}.png"))
+        assert layout_problems(driver) == [], f"at {width} px (see {shots}/simulator-{width}.png)"
+        assert (driver.execute_script(LAYOUT)["inspector"] is not None) is inspector
 
 
 def _save_screenshot(driver: WebDriver, path: Path) -> None:

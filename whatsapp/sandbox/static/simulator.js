@@ -20,6 +20,7 @@ const state = {
   reported: new Set(),// bot messages already reported as delivered and read
   openLists: new Set(),
   recorder: null,
+  stick: true,        // follow new messages: true until the reader scrolls up, again once back at the bottom
 };
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -87,6 +88,7 @@ function switchTo(waId) {
   state.replyTo = null;
   state.typing = false;
   state.openLists.clear();
+  state.stick = true;
   renderReplyPreview();
   renderCustomers();
   render();
@@ -126,6 +128,7 @@ async function poll() {
 
 async function sendAction(body) {
   const customer = state.current;
+  state.stick = true;  // what I send, and its answer, come into view as in WhatsApp
   try {
     await postJson("/sandbox/api/messages", {customer, ...body});
   } catch (error) {
@@ -155,6 +158,7 @@ async function sendFile(file, voice = false) {
   form.append("voice", voice ? "true" : "false");
   form.append("caption", $("composer").value.trim());
   if (state.replyTo) form.append("reply_to", state.replyTo);
+  state.stick = true;
   $("composer").value = "";
   state.replyTo = null;
   state.selected = null;
@@ -295,9 +299,19 @@ function renderCustomers() {
   $("me").textContent = me ? `you are ${me.name} · ${prettyNumber(me.wa_id)}` : "";
 }
 
+// Whether to follow new messages is decided by the reader's scrolling, not by the geometry at render time: a photo
+// has no height until it has loaded, so "at the bottom" measured then would be wrong once it appears.
+function nearBottom(box) {
+  return box.scrollHeight - box.scrollTop - box.clientHeight < 80;
+}
+
+function followNewMessages() {
+  const box = $("messages");
+  if (state.stick) box.scrollTop = box.scrollHeight;
+}
+
 function render() {
   const box = $("messages");
-  const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 80;
   const {items, byId, calls} = conversation();
   box.replaceChildren();
   let lastDay = null;
@@ -325,7 +339,7 @@ function render() {
     row.append(bubble);
     box.append(row);
   }
-  if (atBottom) box.scrollTop = box.scrollHeight;
+  followNewMessages();
   renderInspector(items, byId, calls);
 }
 
@@ -696,6 +710,10 @@ function start() {
     if (event.key === "Enter" && !event.shiftKey) { event.preventDefault(); sendText(); }
   });
   $("composer").addEventListener("input", autosize);
+  $("messages").addEventListener("scroll", (event) => { state.stick = nearBottom(event.target); });
+  // A photo, video or voice note grows its bubble when it loads (load events do not bubble: capture them).
+  $("messages").addEventListener("load", followNewMessages, true);
+  $("messages").addEventListener("loadedmetadata", followNewMessages, true);
   $("send").addEventListener("click", sendText);
   $("record").addEventListener("click", toggleRecording);
   $("reply-cancel").addEventListener("click", () => { state.replyTo = null; renderReplyPreview(); });
