@@ -16,6 +16,7 @@ import pytest
 import redis
 
 from tests.redis_server import RedisServer
+from whatsapp.privacy import tag
 from whatsapp.store import Delivery, InboxEntry, Store, StoreUnavailable, open_store
 from whatsapp.store.redis import RedisStore
 from whatsapp.store.sqlite import HISTORY_KEEP, SQLiteStore
@@ -607,3 +608,14 @@ def test_redis_url_chooses_redis_when_store_url_is_not_set(tmp_path):
     assert explicit.store.url == "sqlite:///x.db"
     default = load_settings({}, dotenv_path=None, instance_path=tmp_path)
     assert default.store.url.startswith("sqlite:///")
+
+
+def test_resolve_finds_a_message_by_the_tag_logs_show_in_any_state(store):
+    store.record([entry("wamid.done"), entry("wamid.open", sender="15550002")])
+    job = store.claim("worker:1:0", LONG)
+    assert job.id == "wamid.done" and store.finish(job.id, job.holder, "done")
+    for message_id in ("wamid.open", "wamid.done"):
+        assert store.resolve(tag(message_id)) == message_id
+        assert store.resolve(message_id) == message_id
+    assert store.resolve("m-0000000000") == "m-0000000000"
+    assert sorted(store.message_ids()) == ["wamid.done", "wamid.open"]

@@ -199,8 +199,11 @@ def recipient(text: str) -> str:
 @click.argument("message_id")
 @with_appcontext
 def replay(message_id: str) -> None:
-    """Process a stored inbound message again (for instance a failed one); a running server answers it."""
+    """Process a stored inbound message again (for instance a failed one); a running server answers it.
+
+    MESSAGE_ID is the WhatsApp message id, or the tag the logs show for it (m-0123456789)."""
     store = current_app.extensions["whatsapp"].store
+    message_id = store.resolve(message_id)
     row = store.get(message_id)
     if row is None:
         raise click.ClickException(f"no message {message_id} in the store")

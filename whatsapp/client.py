@@ -18,6 +18,8 @@ import requests
 from requests.adapters import BaseAdapter, HTTPAdapter
 from urllib3.util.retry import Retry
 
+from .privacy import tag
+
 log = logging.getLogger("whatsapp.client")
 
 #: HTTP statuses urllib3 retries itself, for GET and POST alike.
@@ -185,7 +187,7 @@ class GraphClient:
         """POST any ``/messages`` payload (``messaging_product`` is added); returns the new wamid."""
         body = {**payload, "messaging_product": "whatsapp"}
         reply_to = (payload.get("context") or {}).get("message_id")
-        what = f"send {payload.get('type', '?')}" + (f" in reply to {reply_to}" if reply_to else "")
+        what = f"send {payload.get('type', '?')}" + (f" in reply to {tag(reply_to)}" if reply_to else "")
         response = self._request("POST", self._messages_url(), what, json=body)
         data = self._json(response, what)
         try:
@@ -201,7 +203,7 @@ class GraphClient:
         body: dict[str, Any] = {"messaging_product": "whatsapp", "status": "read", "message_id": message_id}
         if typing:
             body["typing_indicator"] = {"type": "text"}
-        self._request("POST", self._messages_url(), f"mark_read {message_id}", json=body)
+        self._request("POST", self._messages_url(), f"mark_read {tag(message_id)}", json=body)
 
     def media_info(self, media_id: str) -> MediaInfo:
         """Look up a media id: the download URL (valid 5 minutes), its type, hash and size."""

@@ -23,7 +23,7 @@ from .client import GraphAPIError, GraphClient
 from .config import Settings
 from .formatting import format_reply
 from .messages import Message, parse_message
-from .privacy import mask
+from .privacy import clean, mask, tag
 from .questions import MEDIA_URL_PREFIX, Note, Notice, Question, QuestionBuilder, Transcriber, expects_answer
 from .store import Job, Store
 
@@ -115,7 +115,7 @@ class AgentWhatsAppRequestHandler:
         sender = parsed.sender
         whatsapp = self.settings.whatsapp
         if whatsapp.allowed_senders and sender not in whatsapp.allowed_senders:
-            log.info("message %s: sender %s is not on the allow-list; not answered", parsed.id, mask(sender))
+            log.info("message %s: sender %s is not on the allow-list; not answered", tag(parsed.id), mask(sender))
             return
         if job.answer is None and self._over_rate_limit(job):
             return
@@ -153,7 +153,7 @@ class AgentWhatsAppRequestHandler:
             if reply.wamid:
                 continue
             if job.id not in self.store.renew(job.holder, [job.id], self.settings.worker.lease_seconds):
-                raise LostClaim(job.id)
+                raise LostClaim(tag(job.id))
             self._typing_shown()
             started = time.monotonic()
             wamid = self.client.send_text(
@@ -162,7 +162,7 @@ class AgentWhatsAppRequestHandler:
             self.store.mark_sent(job.id, slot, reply.part, wamid)
             if attempt := current_attempt.get():
                 attempt.sent(started)
-            log.info("message %s: answered part %d (%s)", job.id, reply.part + 1, wamid)
+            log.info("message %s: answered part %d (%s)", tag(job.id), reply.part + 1, tag(wamid))
 
     # steps -------------------------------------------------------------------------------------------------------
 
@@ -191,7 +191,7 @@ class AgentWhatsAppRequestHandler:
         try:
             self.client.mark_read(message_id, typing=typing)
         except GraphAPIError as error:  # a missing "typing…" is no reason to fail the message
-            log.warning("message %s: could not mark read: %s", message_id, error)
+            log.warning("message %s: could not mark read: %s", tag(message_id), error)
 
     def _over_rate_limit(self, job: Job) -> bool:
         """Past the per-sender limit: one polite notice in the window, then silence; never a model call."""
@@ -199,7 +199,7 @@ class AgentWhatsAppRequestHandler:
         position = self.store.count_recent(job.sender, job.received_at - 60.0, job.received_at)
         if position <= limit:
             return False
-        log.warning("message %s: %s is over %d messages a minute", job.id, mask(job.sender), limit)
+        log.warning("message %s: %s is over %d messages a minute", tag(job.id), mask(job.sender), limit)
         if position == limit + 1:
             self._send_reply(job.sender, RATE_LIMITED, job.id, ANSWER_SLOT)
         return True
@@ -211,7 +211,7 @@ class AgentWhatsAppRequestHandler:
             return command
         outcome = self.questions.build(message)
         if outcome is None:
-            log.info("message %s: %s message needs no answer", message.id, message.type or "untyped")
+            log.info("message %s: %s message needs no answer", tag(message.id), clean(message.type or "untyped"))
             return None
         if isinstance(outcome, Note):
             self.store.save_answer(job.id, job.holder, job.sender, "", [{"role": "user", "content": outcome.text}])
@@ -227,7 +227,7 @@ class AgentWhatsAppRequestHandler:
         word = (message.text or "").strip().lower() if message.type == "text" else ""
         if word in ("/reset", "reset"):
             self.store.clear_history(job.sender)
-            log.info("message %s: conversation reset by the customer", job.id)
+            log.info("message %s: conversation reset by the customer", tag(job.id))
             return RESET_DONE
         if word == "/help":
             return HELP
@@ -247,7 +247,7 @@ class AgentWhatsAppRequestHandler:
                 agent, self._with_media(history), self._with_media_content(question.content), context
             )
         elapsed = time.monotonic() - started
-        log.info("message %s: agent %s answered in %.2fs", job.id, result.agent, elapsed)
+        log.info("message %s: agent %s answered in %.2fs", tag(job.id), result.agent, elapsed)
         if attempt := current_attempt.get():
             attempt.agent, attempt.model_seconds = result.agent, round(elapsed, 6)
         turns = [{"role": "user", "content": question.content}, *result.new_items[1:]]

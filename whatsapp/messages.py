@@ -664,7 +664,7 @@ def parse_message(raw: object, value: object) -> Message:
     try:
         message = _build(raw, env)
     except Exception:  # the promise is "never raises": a bug here must not lose the message
-        logger.exception("%s while parsing message %s", INTERNAL_ERROR, _describe(raw.get("id")))
+        logger.exception("%s while parsing a message", INTERNAL_ERROR)  # its id would show the sender's number
         return _unknown_for(raw, value)
     for line in env.problems.lines:
         logger.debug("parse_message: %s", line)
@@ -733,7 +733,7 @@ def _parse_value(value: dict, at: str, problems: _Problems, out: dict[str, list]
             problems.add(where, "message has no id and cannot be deduplicated; dropped")
             continue
         if not message.sender:
-            problems.add(where, f"message {message.id} has neither from nor from_user_id")
+            problems.add(where, "message has neither from nor from_user_id")
         out["messages"].append(message)
 
     for where, raw in _items(value, "statuses", problems, at):

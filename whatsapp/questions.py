@@ -35,6 +35,7 @@ from .messages import (
     Unsupported,
     Video,
 )
+from .privacy import tag
 from .store import Store
 
 log = logging.getLogger("whatsapp.questions")
@@ -135,7 +136,7 @@ class QuestionBuilder:
             case System() | Revoke():
                 return None
             case Unsupported() | Unknown():
-                log.info("message %s: unsupported type %r", message.id, message.type)
+                log.info("message %s: unsupported type %r", tag(message.id), message.type)
                 return Notice(UNSUPPORTED)
             case _:
                 return self.text(message.text or "")
@@ -156,7 +157,7 @@ class QuestionBuilder:
         cap = self.settings.api.max_file_size
         if size is None or size <= cap:
             return None
-        log.info("message %s: %s of %d bytes is over api.max_file_size (%d)", message.id, kind, size, cap)
+        log.info("message %s: %s of %d bytes is over api.max_file_size (%d)", tag(message.id), kind, size, cap)
         return Notice(f"Sorry, that {kind} is {readable_size(size)}; I can only take files up to {readable_size(cap)}.")
 
     def _download(self, message: Media, kind: str) -> bytes | Notice:
@@ -172,7 +173,7 @@ class QuestionBuilder:
         except GraphAPIError as error:
             if error.retryable:
                 raise  # the worker tries again later
-            log.warning("message %s: could not download the %s: %s", message.id, kind, error)
+            log.warning("message %s: could not download the %s: %s", tag(message.id), kind, error)
             return Notice(f"Sorry, I couldn't download that {kind}. Could you send it again?")
 
     def _image(self, message: Image) -> Question | Notice:
@@ -208,7 +209,7 @@ class QuestionBuilder:
         try:
             text = read_text(data, message.mime_type, message.filename, Budget(chars=cap))
         except UnreadableDocument as why:
-            log.info("message %s: document not read: %s", message.id, why)
+            log.info("message %s: document not read: %s", tag(message.id), why)
             return self._unread_document(message, name, str(why))
         if len(text) > cap:
             text = text[:cap] + f"\n[The document was cut to its first {cap} characters.]"

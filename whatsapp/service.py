@@ -19,6 +19,7 @@ from .agents_runtime import Agent, OfflineModel, Runner, load_agents
 from .client import GraphClient
 from .config import ConfigError, Settings, how_to_set, load_settings
 from .handler import AgentWhatsAppRequestHandler
+from .privacy import tag
 from .questions import Transcriber
 from .store import Store, one_server, open_store
 from .worker import Worker, current_message
@@ -150,7 +151,7 @@ def _configure_logging(level: int) -> None:
 def _name_the_message(record: logging.LogRecord) -> bool:
     """Lines that agents and libraries log while a worker answers a message name that message (ours already do)."""
     message_id = current_message.get()
-    record.job = f" message {message_id}:" if message_id and not record.name.startswith("whatsapp") else ""
+    record.job = f" message {tag(message_id)}:" if message_id and not record.name.startswith("whatsapp") else ""
     return True
 
 

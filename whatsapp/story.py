@@ -122,9 +122,10 @@ def render(told: dict[str, Any]) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print the story as JSON, for scripts.")
 @with_appcontext
 def show(message: str, as_json: bool) -> None:
-    """What happened to MESSAGE (its WhatsApp id): state, attempts, agent, reply parts and their delivery."""
+    """What happened to MESSAGE (its WhatsApp id, or the tag logs show for it): state, attempts, agent, reply
+    parts and their delivery."""
     store = current_app.extensions["whatsapp"].store
-    told = story(store, message)
+    told = story(store, store.resolve(message))
     if told is None:
         raise click.ClickException(f"no message {message} in the store (finished messages are kept for retention)")
     click.echo(json.dumps(told, indent=2, ensure_ascii=False) if as_json else render(told))

@@ -18,7 +18,7 @@ from flask import Blueprint, Response, current_app, request
 
 from .bodies import BodyTooLarge, request_body
 from .messages import Webhook, parse_webhook
-from .privacy import mask
+from .privacy import clean, mask, tag
 from .store import Delivery, InboxEntry, Store, StoreUnavailable
 
 log = logging.getLogger("whatsapp.webhook")
@@ -88,9 +88,9 @@ def receive() -> Response:
 
     for entry, new in zip(entries, created, strict=True):
         if new:
-            log.info("message %s: received from %s", entry.id, mask(entry.sender))
+            log.info("message %s: received from %s", tag(entry.id), mask(entry.sender))
         else:
-            log.info("message %s: duplicate delivery ignored", entry.id)
+            log.info("message %s: duplicate delivery ignored", tag(entry.id))
     if any(created):
         service.worker.notify()
     _log_the_rest(update)
@@ -122,7 +122,7 @@ def _record(store: Store, entries: list[InboxEntry]) -> list[bool]:
         try:
             created += store.record([entry])
         except (ValueError, TypeError, RecursionError) as error:
-            log.warning("message %s: cannot be stored (%s); ignored", entry.id, type(error).__name__)
+            log.warning("message %s: cannot be stored (%s); ignored", tag(entry.id), type(error).__name__)
             created.append(False)
     return created
 
@@ -133,14 +133,16 @@ def _inbox_entries(update: Webhook, phone_number_id: str | None) -> list[InboxEn
     for message in update.messages:
         if phone_number_id and message.phone_number_id != phone_number_id:
             log.info(
-                "message %s: for phone number id %s, not ours; ignored", message.id, message.phone_number_id or "?"
+                "message %s: for phone number id %s, not ours; ignored",
+                tag(message.id),
+                clean(message.phone_number_id or "?"),
             )
             continue
         if not message.id:
             log.warning("a message without an id cannot be deduplicated; ignored")
             continue
         if not message.sender:
-            log.warning("message %s: has neither 'from' nor 'from_user_id'; ignored", message.id)
+            log.warning("message %s: has neither 'from' nor 'from_user_id'; ignored", tag(message.id))
             continue
         payload = {"message": message.raw, "value": message.value}
         entries.append(
@@ -180,10 +182,12 @@ def _log_the_rest(update: Webhook) -> None:
     for status in update.statuses:
         if status.status == "failed":
             codes = ", ".join(f"{e.code} {e.title or e.message or ''}".strip() for e in status.errors) or "no code"
-            log.warning("status: our message %s to %s failed (%s)", status.id, mask(status.recipient_id), codes)
+            log.warning(
+                "status: our message %s to %s failed (%s)", tag(status.id), mask(status.recipient_id), clean(codes)
+            )
         else:
-            log.debug("status: our message %s is %s", status.id, status.status)
+            log.debug("status: our message %s is %s", tag(status.id), clean(status.status))
     for error in update.errors:
-        log.warning("webhook reports an account error %s: %s", error.code, error.title or error.message or "")
+        log.warning("webhook reports an account error %s: %s", error.code, clean(error.title or error.message or ""))
     for problem in update.problems:
-        log.info("webhook: %s", problem)
+        log.info("webhook: %s", clean(problem))

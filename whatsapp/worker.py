@@ -21,6 +21,7 @@ from typing import Protocol
 from .attempts import Attempt, current_attempt
 from .config import WorkerSettings
 from .handler import LostClaim, describe
+from .privacy import tag
 from .store import Job, Store, StoreUnavailable
 
 log = logging.getLogger("whatsapp.worker")
@@ -115,9 +116,9 @@ class Worker:
         for slot, job in list(self._running.items()):
             try:
                 self.store.release(job.id, job.holder, refund_attempt=True)
-                log.warning("message %s: released at shutdown; the next process takes it", job.id)
+                log.warning("message %s: released at shutdown; the next process takes it", tag(job.id))
             except StoreUnavailable as error:
-                log.error("message %s: could not release at shutdown (%s); its lease will expire", job.id, error)
+                log.error("message %s: could not release at shutdown (%s); its lease will expire", tag(job.id), error)
             self._running.pop(slot, None)
         log.info("worker stopped in process %d", os.getpid())
 
@@ -183,7 +184,7 @@ class Worker:
             log.error("could not claim from the store: %s", error)
             return None
         if job is not None:
-            log.info("message %s: claimed by %s (attempt %d)", job.id, job.holder, job.attempts)
+            log.info("message %s: claimed by %s (attempt %d)", tag(job.id), job.holder, job.attempts)
         return job
 
     def _renew_leases(self) -> None:
@@ -191,10 +192,10 @@ class Worker:
             try:
                 held = self.store.renew(job.holder, [job.id], self.settings.lease_seconds)
             except StoreUnavailable as error:
-                log.error("message %s: could not renew the lease: %s", job.id, error)
+                log.error("message %s: could not renew the lease: %s", tag(job.id), error)
                 continue
             if job.id not in held and self._running.get(slot) is job:
-                log.warning("message %s: lease lost; another worker may take it over", job.id)
+                log.warning("message %s: lease lost; another worker may take it over", tag(job.id))
 
     def release_dead_holders(self) -> None:
         """Release the claims whose holder died, so that they are answered at once (the dispatcher does it every
@@ -205,7 +206,7 @@ class Worker:
             log.error("could not look for abandoned claims: %s", error)
             return
         for message_id in released:
-            log.warning("message %s: its holder died; released for another attempt", message_id)
+            log.warning("message %s: its holder died; released for another attempt", tag(message_id))
         if released:
             self._wake.set()
 
@@ -241,7 +242,7 @@ class Worker:
             try:
                 self._run(job)
             except Exception:  # never lose the thread; the lease or the sweep brings the message back
-                log.exception("message %s: unexpected error in the worker", job.id)
+                log.exception("message %s: unexpected error in the worker", tag(job.id))
             finally:
                 current_message.reset(token)
                 self._running.pop(slot, None)
@@ -264,7 +265,7 @@ class Worker:
         try:
             self.store.record_attempt(job.id, attempt.number, attempt.as_dict())
         except StoreUnavailable as error:
-            log.error("message %s: could not keep the record of attempt %d: %s", job.id, attempt.number, error)
+            log.error("message %s: could not keep the record of attempt %d: %s", tag(job.id), attempt.number, error)
 
     def _attempt(self, job: Job, attempt: Attempt) -> None:
         if job.attempts > self.settings.max_attempts:
@@ -279,10 +280,10 @@ class Worker:
             return
         if self.store.finish(job.id, job.holder, "done"):
             attempt.end("done")
-            log.info("message %s: done in %.3fs", job.id, time.monotonic() - started)
+            log.info("message %s: done in %.3fs", tag(job.id), time.monotonic() - started)
         else:
             attempt.end("lost", "finished after its claim was lost")
-            log.warning("message %s: finished after its claim was lost", job.id)
+            log.warning("message %s: finished after its claim was lost", tag(job.id))
 
     def _after_error(self, job: Job, error: Exception) -> None:
         reason = describe(error)
@@ -290,12 +291,14 @@ class Worker:
         if isinstance(error, LostClaim):
             if attempt:
                 attempt.end("lost", reason)
-            log.warning("message %s: claim lost mid-job; stopping without sending more", job.id)
+            log.warning("message %s: claim lost mid-job; stopping without sending more", tag(job.id))
         elif self.handler.is_transient(error) and job.attempts < self.settings.max_attempts:
             delay = retry_delay(job.attempts, self.settings.retry_delay)
             if attempt:
                 attempt.end("retry", reason)
-            log.warning("message %s: attempt %d failed (%s); retrying in %.1fs", job.id, job.attempts, reason, delay)
+            log.warning(
+                "message %s: attempt %d failed (%s); retrying in %.1fs", tag(job.id), job.attempts, reason, delay
+            )
             self.store.retry_later(job.id, job.holder, reason, delay)
         else:
             self._fail(job, reason, error)
@@ -304,9 +307,9 @@ class Worker:
         try:
             self.handler.give_up(job, error)
         except Exception as apology_error:
-            log.error("message %s: could not send the apology: %s", job.id, apology_error)
+            log.error("message %s: could not send the apology: %s", tag(job.id), apology_error)
         self.store.finish(job.id, job.holder, "failed", reason)
         attempt = current_attempt.get()
         if attempt:
             attempt.end("failed", reason)
-        log.error("message %s: failed: %s", job.id, reason)
+        log.error("message %s: failed: %s", tag(job.id), reason)

@@ -9,9 +9,11 @@ Graph returned) -> ``done``; or ``failed`` with the reason.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from ..privacy import is_tag, tag
 
 OPEN_STATES = ("received", "claimed", "answered")
 
@@ -204,6 +206,21 @@ class Store(ABC):
     @abstractmethod
     def failed(self, limit: int) -> list[dict[str, Any]]:
         """The latest failed messages, newest first: ``id``, ``sender``, ``reason``, ``finished_at``."""
+
+    @abstractmethod
+    def message_ids(self) -> Iterable[str]:
+        """Every stored message's id, in no particular order: a scan, for the command line, never the hot path."""
+
+    def resolve(self, name: str) -> str:
+        """The id of the message ``name`` names: an id as it is, or the tag logs show for it (``privacy.tag``).
+
+        Logs never show an id (it holds the customer's number), so an operator copies the tag from a log line and
+        the command line finds the id here. No index is kept for it: recording a message costs nothing more, and a
+        lookup scans the ids kept within retention. A name that matches nothing comes back as it is.
+        """
+        if not is_tag(name) or self.get(name) is not None:
+            return name
+        return next((message_id for message_id in self.message_ids() if tag(message_id) == name), name)
 
     @abstractmethod
     def close(self) -> None: ...

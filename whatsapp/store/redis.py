@@ -700,6 +700,13 @@ class RedisStore(Store):
             for (message_id, finished_at), (sender, reason) in zip(ids, rows, strict=True)
         ]
 
+    def message_ids(self) -> Iterator[str]:
+        with self._redis() as client:
+            for state in OPEN_STATES:
+                yield from (_text(member) for member in client.sscan_iter(self._key("s", state)))
+            for state in ("done", "failed"):
+                yield from (_text(member) for member, _ in client.zscan_iter(self._key("s", state)))
+
     def close(self) -> None:
         self._client.close()
 

@@ -538,6 +538,9 @@ class SQLiteStore(Store):
             for row in rows
         ]
 
+    def message_ids(self) -> list[str]:
+        return [row["id"] for row in self._read("SELECT id FROM inbox")]
+
     def close(self) -> None:
         db = getattr(self._local, "db", None)
         if db is not None:
