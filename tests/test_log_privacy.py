@@ -64,8 +64,7 @@ def test_a_newline_in_anything_a_webhook_sent_cannot_forge_a_log_line(service, f
         wh.envelope(statuses=[odd_status], errors=[wh.error(2, "account" + forged)]),
     )
     assert service.post(payload).status_code == 200
-    graph.wait_for_texts(1)
-    service.wait_until_idle()
+    service.wait_until_idle()  # answered or failed: Graph may refuse a reply to such a sender
     logs = service.logs()
     assert "?1999-01-01 00:00:00,000 ERROR [1] whatsapp: FORGED" in logs  # logged, on the line it belongs to
     assert not [line for line in logs.splitlines() if line.startswith("1999-01-01")]
