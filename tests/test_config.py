@@ -124,3 +124,27 @@ def test_the_service_refuses_to_start_with_one_sentence(tmp_path):
         "Configuration error: worker.threads must be a positive whole number, not 'lots': "
         "set AK_WORKER__THREADS in the environment or .env, or worker.threads in config.yaml."
     )
+
+
+def test_every_missing_or_wrong_setting_is_named_in_one_message(tmp_path):
+    environ = {"AK_WHATSAPP__ACCESS_TOKEN": "t", "AK_WORKER__THREADS": "lots", "AK_WHATSAPP__TYPO": "1"}
+    with pytest.raises(ConfigError) as raised:
+        load(tmp_path, environ)
+    assert str(raised.value) == (
+        "3 settings need fixing: whatsapp.typo is not a known setting (from config.yaml or AK_WHATSAPP__TYPO); "
+        "worker.threads must be a positive whole number, not 'lots': set AK_WORKER__THREADS in the environment or "
+        ".env, or worker.threads in config.yaml; whatsapp.verify_token and whatsapp.phone_number_id are required "
+        "with an access token: set AK_WHATSAPP__VERIFY_TOKEN and AK_WHATSAPP__PHONE_NUMBER_ID in the environment or "
+        ".env, or whatsapp.verify_token and whatsapp.phone_number_id in config.yaml."
+    )
+
+
+@pytest.mark.parametrize("number", ["+15551234567", "+1 555 123 4567", "1555-123-4567"])
+def test_a_phone_number_given_as_the_phone_number_id_is_refused_with_the_fix(tmp_path, number):
+    with pytest.raises(ConfigError) as raised:
+        load(tmp_path, {**LIVE, "AK_WHATSAPP__PHONE_NUMBER_ID": number})
+    assert str(raised.value) == (
+        f"whatsapp.phone_number_id is {number!r}, which looks like a phone number: it must be the number's id shown "
+        "under WhatsApp > API Setup > Phone number ID (digits only, like 106540352242922): set "
+        "AK_WHATSAPP__PHONE_NUMBER_ID in the environment or .env, or whatsapp.phone_number_id in config.yaml."
+    )

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import textwrap
 
 from tests.fakes import webhooks as wh
+from tests.service import ROOT
 
 HANDLER_MODULE = textwrap.dedent(
     """
@@ -59,6 +63,27 @@ def test_a_handler_that_cannot_be_imported_stops_the_service_with_one_sentence(s
     try:
         start_service(AK_WHATSAPP__HANDLER="nowhere:Nothing")
     except AssertionError as failure:
-        assert "whatsapp.handler 'nowhere:Nothing' could not be imported as module:Class" in str(failure)
+        expected = "whatsapp.handler 'nowhere:Nothing' could not be imported as module:Class: there is no module"
+        assert expected in str(failure)
     else:
         raise AssertionError("the service started with a handler that does not exist")
+
+
+def test_a_handler_module_that_fails_to_import_stops_the_service_with_one_sentence_and_exit_3(tmp_path):
+    """`import app` as gunicorn and `flask` do: exit 3 (gunicorn stops instead of rebooting workers), one line."""
+    (tmp_path / "brokenhandler.py").write_text("import whatsapp\n\nx = undefined_name\n")
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path}",
+        "AK_WHATSAPP__HANDLER": "brokenhandler:Polite",
+        "AK_STORE__URL": f"sqlite:///{tmp_path}/w.db",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", "import app"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 3
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "Configuration error: whatsapp.handler 'brokenhandler:Polite' could not be imported: "
+        "NameError: name 'undefined_name' is not defined (brokenhandler.py, line 3)."
+    )

@@ -140,14 +140,20 @@ def load_settings(
         if variables.get(variable):
             raw["openai"][key] = variables[variable]
 
-    sections = {name: _build_section(name, cls, raw.get(name, {})) for name, cls in _SECTIONS.items()}
+    problems: list[str] = []  # every one of them, so that a newcomer fixes them all in one go
+    sections = {name: _build_section(name, cls, raw.get(name, {}), problems) for name, cls in _SECTIONS.items()}
     settings = Settings(**sections)
     if not settings.store.url:
         # REDIS_URL is how Heroku, Render and their kind hand an app its Redis; store.url, when set, wins.
         redis_url = (variables.get("REDIS_URL") or "").strip()
         database = Path(instance_path).resolve() / "whatsapp.db"
         settings = _replace(settings, "store", url=redis_url or f"sqlite:///{database}")
-    _validate(settings)
+    problems += _problems(settings)
+    if len(problems) == 1:
+        raise ConfigError(problems[0])
+    if problems:
+        listed = "; ".join(problem.removesuffix(".") for problem in problems)
+        raise ConfigError(f"{len(problems)} settings need fixing: {listed}.")
     return settings
 
 
@@ -168,13 +174,18 @@ def _merge_yaml(raw: dict[str, dict[str, Any]], path: Path) -> None:
         raw[section].update({str(k): v for k, v in values.items()})
 
 
-def _build_section(name: str, cls: type, values: dict[str, Any]) -> Any:
+def _build_section(name: str, cls: type, values: dict[str, Any], problems: list[str]) -> Any:
+    """The section's settings; what is unknown or invalid is added to ``problems`` and left at its default."""
     fields = cls.__dataclass_fields__
     converted = {}
     for key, value in values.items():
         if key not in fields:
-            raise ConfigError(f"{name}.{key} is not a known setting (from config.yaml or {env_name(name, key)}).")
-        converted[key] = _convert(name, key, value, fields[key].type)
+            problems.append(f"{name}.{key} is not a known setting (from config.yaml or {env_name(name, key)}).")
+            continue
+        try:
+            converted[key] = _convert(name, key, value, fields[key].type)
+        except ConfigError as error:
+            problems.append(str(error))
     return cls(**converted)
 
 
@@ -246,17 +257,31 @@ def _replace(settings: Settings, section: str, **changes: Any) -> Settings:
     return replace(settings, **{section: replace(getattr(settings, section), **changes)})
 
 
-def _validate(settings: Settings) -> None:
+def _problems(settings: Settings) -> list[str]:
+    problems = []
     whatsapp = settings.whatsapp
     if whatsapp.access_token:
-        for key in ("verify_token", "phone_number_id"):
-            if not getattr(whatsapp, key):
-                raise ConfigError(f"whatsapp.{key} is required with an access token: {how_to_set('whatsapp', key)}.")
+        missing = [key for key in ("verify_token", "phone_number_id") if not getattr(whatsapp, key)]
+        if missing:
+            names = " and ".join(f"whatsapp.{key}" for key in missing)
+            variables = " and ".join(env_name("whatsapp", key) for key in missing)
+            problems.append(
+                f"{names} {'is' if len(missing) == 1 else 'are'} required with an access token: set {variables} "
+                f"in the environment or .env, or {names} in config.yaml."
+            )
+    number_id = whatsapp.phone_number_id
+    if number_id and not (number_id.isascii() and number_id.isdigit()):
+        problems.append(
+            f"whatsapp.phone_number_id is {number_id[:20]!r}, which looks like a phone number: it must be the "
+            "number's id shown under WhatsApp > API Setup > Phone number ID (digits only, like 106540352242922): "
+            f"{how_to_set('whatsapp', 'phone_number_id')}."
+        )
     if not whatsapp.graph_url.startswith(("http://", "https://")):
-        raise ConfigError(
+        problems.append(
             f"whatsapp.graph_url must start with http:// or https://: {how_to_set('whatsapp', 'graph_url')}."
         )
     if not settings.store.url.startswith(("sqlite:///", "redis://", "rediss://")):
-        raise ConfigError(
+        problems.append(
             f"store.url must look like sqlite:///path.db or redis://host:6379/0: {how_to_set('store', 'url')}."
         )
+    return problems

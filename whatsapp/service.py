@@ -7,6 +7,7 @@ import importlib
 import logging
 import os
 import sys
+import traceback
 from dataclasses import dataclass
 from typing import Any
 
@@ -172,15 +173,37 @@ def _handler_class(settings: Settings) -> type[AgentWhatsAppRequestHandler]:
     if not name:
         return AgentWhatsAppRequestHandler
     module_name, _, class_name = name.partition(":")
+    how = how_to_set("whatsapp", "handler")
+    if not (module_name and class_name):
+        raise ConfigError(f"whatsapp.handler {name!r} must be written module:Class ({how}).")
     try:
-        found = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError, ValueError):
-        raise ConfigError(
-            f"whatsapp.handler {name!r} could not be imported as module:Class ({how_to_set('whatsapp', 'handler')})."
-        ) from None
+        module = importlib.import_module(module_name)
+    except Exception as error:  # a broken module: say what and where in one line, instead of a traceback
+        if isinstance(error, ModuleNotFoundError) and error.name == module_name:
+            raise ConfigError(
+                f"whatsapp.handler {name!r} could not be imported as module:Class: there is no module {module_name} "
+                f"in the folder the service starts in or on PYTHONPATH ({how})."
+            ) from None
+        raise ConfigError(f"whatsapp.handler {name!r} could not be imported: {_failure(error)}.") from None
+    found = getattr(module, class_name, None)
+    if found is None:
+        raise ConfigError(f"whatsapp.handler {name!r}: the module {module_name} has no {class_name} ({how}).")
     if not (isinstance(found, type) and issubclass(found, AgentWhatsAppRequestHandler)):
         raise ConfigError(f"whatsapp.handler {name!r} is not a subclass of AgentWhatsAppRequestHandler.")
     return found
+
+
+def _failure(error: Exception) -> str:
+    """``NameError: name 'x' is not defined (myhandler.py, line 3)``: the error and the user's line that raised it."""
+    if isinstance(error, SyntaxError):
+        where = (error.filename, error.lineno)
+    else:
+        frames = traceback.extract_tb(error.__traceback__)
+        own = [f for f in frames if "importlib" not in f.filename] or frames
+        where = (own[-1].filename, own[-1].lineno) if own else (None, None)
+    text = str(error.msg if isinstance(error, SyntaxError) else error).splitlines()[0] if str(error) else ""
+    line = f" ({os.path.basename(where[0])}, line {where[1]})" if where[0] else ""
+    return f"{type(error).__name__}{': ' + text if text else ''}{line}"
 
 
 def _model(settings: Settings) -> tuple[Runner, Transcriber]:
