@@ -32,7 +32,8 @@ def free_port() -> int:
 
 
 def gunicorn_command(app: str, port: int, workers: int, threads: int, project: Path | None = None) -> list[str]:
-    """``gunicorn <app>`` on loopback as the tests and the bench run it.
+    """``gunicorn <app>`` on loopback as the tests and the bench run it: with the shipped ``gunicorn.conf.py``, so
+    that they run what production runs (the command line overrides only the address and the sizing).
 
     ``project`` is a folder with the user's own ``agents`` package, put ahead of the repository on the path.
     """
@@ -41,6 +42,8 @@ def gunicorn_command(app: str, port: int, workers: int, threads: int, project: P
         "-m",
         "gunicorn",
         app,
+        "--config",
+        str(ROOT / "gunicorn.conf.py"),
         "--pythonpath",
         ",".join(str(path) for path in (ROOT, project) if path),  # each goes first in turn: the project wins
         "--bind",

@@ -24,6 +24,7 @@ class Attempt:
     sends: int = 0  # reply parts Graph accepted in this attempt
     send_seconds: float = 0.0  # time spent in those Graph calls
     first_sent_at: float | None = None  # unix seconds, when Graph accepted this attempt's first part
+    resumed: bool = False  # found parts that an earlier attempt had sent (and did not send them again)
     ended_at: float | None = None
     outcome: str | None = None  # done, retry (transient failure), failed, lost (another worker took the claim)
     reason: str | None = None

@@ -41,6 +41,7 @@ class WhatsAppSettings:
 @dataclass(frozen=True)
 class ApiSettings:
     max_file_size: int = 10 * 1024 * 1024
+    metrics_token: str | None = None  # when set, GET /metrics needs "Authorization: Bearer <token>"
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 
 import openai
 
+from . import metrics
 from .agents_runtime import Agent, RunContext, Runner, trim_history
 from .attempts import current_attempt
 from .client import GraphAPIError, GraphClient
@@ -151,16 +152,25 @@ class AgentWhatsAppRequestHandler:
             self._current.next_slot += 1
         for reply in self.store.plan_replies(job.id, slot, to, reply_to, parts):
             if reply.wamid:
+                if attempt := current_attempt.get():
+                    attempt.resumed = True
                 continue
             if job.id not in self.store.renew(job.holder, [job.id], self.settings.worker.lease_seconds):
                 raise LostClaim(tag(job.id))
             self._typing_shown()
             started = time.monotonic()
-            wamid = self.client.send_text(
-                reply.recipient, reply.body, reply_to=reply.reply_to if reply.part == 0 else None
-            )
+            try:
+                wamid = self.client.send_text(
+                    reply.recipient, reply.body, reply_to=reply.reply_to if reply.part == 0 else None
+                )
+            except GraphAPIError as error:
+                metrics.GRAPH_SEND_ERRORS.labels(code=_graph_error_code(error)).inc()
+                raise
             self.store.mark_sent(job.id, slot, reply.part, wamid)
-            if attempt := current_attempt.get():
+            attempt = current_attempt.get()
+            if attempt is not None:
+                if attempt.first_sent_at is None and not attempt.resumed:  # the message's first part at Graph
+                    metrics.ANSWER.observe(time.time() - job.received_at)
                 attempt.sent(started)
             log.info("message %s: answered part %d (%s)", tag(job.id), reply.part + 1, tag(wamid))
 
@@ -247,6 +257,7 @@ class AgentWhatsAppRequestHandler:
                 agent, self._with_media(history), self._with_media_content(question.content), context
             )
         elapsed = time.monotonic() - started
+        metrics.MODEL.observe(elapsed)
         log.info("message %s: agent %s answered in %.2fs", tag(job.id), result.agent, elapsed)
         if attempt := current_attempt.get():
             attempt.agent, attempt.model_seconds = result.agent, round(elapsed, 6)
@@ -302,6 +313,25 @@ def customer_ids(message: Message) -> dict[str, str]:
     user id and the username, when Meta sent them (a username customer may come with the user id alone)."""
     ids = {"wa_id": message.raw.get("from"), "user_id": message.from_user_id, "username": message.username}
     return {name: value for name, value in ids.items() if isinstance(value, str) and value}
+
+
+def failure_class(error: BaseException | None) -> str:
+    """What kind of failure failed a message, for the metrics: graph (Graph refused a send), model (the model API
+    failed), crashed (no error: its worker died on every attempt) or internal (any other error)."""
+    if error is None:
+        return "crashed"
+    if isinstance(error, GraphAPIError):
+        return "graph"
+    if isinstance(error, openai.OpenAIError):
+        return "model"
+    return "internal"
+
+
+def _graph_error_code(error: GraphAPIError) -> str:
+    """Meta's code; ``http_<status>`` when the answer had none, ``transport`` when no answer came."""
+    if error.code is not None:
+        return str(error.code)
+    return f"http_{error.status}" if error.status else "transport"
 
 
 def describe(error: BaseException) -> str:

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from . import metrics
 from .client import GraphAPIError, GraphClient, MediaTooLarge
 from .config import Settings
 from .documents import Budget, UnreadableDocument, read_text, readable
@@ -218,6 +219,7 @@ class QuestionBuilder:
 
     def _unread_document(self, message: Document, name: str, why: str) -> Question | Notice:
         """The customer is told why at once; a caption is still answered, with that notice before the answer."""
+        metrics.DOCUMENTS_UNREADABLE.inc()
         sorry = f"Sorry, I can't read {name}: {why}."
         caption = (message.caption or "").strip()
         if not caption:

@@ -86,16 +86,20 @@ def create_app(
 
     from .cli import whatsapp as whatsapp_cli
     from .health import bp as health_bp
+    from .metrics import bp as metrics_bp
+    from .metrics import check_processes
     from .webhook import bp as webhook_bp
 
     app.register_blueprint(webhook_bp)
     app.register_blueprint(health_bp)
+    app.register_blueprint(metrics_bp)
     app.cli.add_command(whatsapp_cli)
 
     if serving:
         _announce(settings)  # for whoever reads the server's log; a command (doctor, send…) says what matters itself
         if settings.store.url.startswith("sqlite:///"):
             one_server.hold(settings.store.url.removeprefix("sqlite:///"), _server_pid())
+        check_processes()
         if _in_gunicorn_master():
             os.register_at_fork(after_in_child=worker.start)  # each forked worker process starts its own
         else:

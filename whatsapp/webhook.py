@@ -16,6 +16,7 @@ import time
 
 from flask import Blueprint, Response, current_app, request
 
+from . import metrics
 from .bodies import BodyTooLarge, request_body
 from .messages import Webhook, parse_webhook
 from .privacy import clean, mask, tag
@@ -50,6 +51,7 @@ def verify() -> Response:
 
 
 @bp.post("/webhook")
+@metrics.WEBHOOK_ACK.time()
 def receive() -> Response:
     service = current_app.extensions["whatsapp"]
     try:
@@ -81,7 +83,8 @@ def receive() -> Response:
     entries = _inbox_entries(update, service.settings.whatsapp.phone_number_id)
     try:
         created = _record(service.store, entries)
-        service.store.record_deliveries(_deliveries(update, service.settings.whatsapp.phone_number_id))
+        deliveries = _deliveries(update, service.settings.whatsapp.phone_number_id)
+        service.store.record_deliveries(deliveries)
     except StoreUnavailable as error:
         log.error("webhook answered 503: could not record %d message(s): %s", len(entries), error)
         return _text("store unavailable, please redeliver", 503)
@@ -91,6 +94,10 @@ def receive() -> Response:
             log.info("message %s: received from %s", tag(entry.id), mask(entry.sender))
         else:
             log.info("message %s: duplicate delivery ignored", tag(entry.id))
+    metrics.RECEIVED.inc(sum(created))
+    metrics.DUPLICATES.inc(len(created) - sum(created))
+    for delivery in deliveries:
+        metrics.DELIVERY_STATUSES.labels(status=delivery.status).inc()
     if any(created):
         service.worker.notify()
     _log_the_rest(update)

@@ -18,9 +18,10 @@ import time
 from contextvars import ContextVar
 from typing import Protocol
 
+from . import metrics
 from .attempts import Attempt, current_attempt
 from .config import WorkerSettings
-from .handler import LostClaim, describe
+from .handler import LostClaim, describe, failure_class
 from .privacy import tag
 from .store import Job, Store, StoreUnavailable
 
@@ -280,6 +281,7 @@ class Worker:
             return
         if self.store.finish(job.id, job.holder, "done"):
             attempt.end("done")
+            metrics.ANSWERED.inc()
             log.info("message %s: done in %.3fs", tag(job.id), time.monotonic() - started)
         else:
             attempt.end("lost", "finished after its claim was lost")
@@ -296,6 +298,7 @@ class Worker:
             delay = retry_delay(job.attempts, self.settings.retry_delay)
             if attempt:
                 attempt.end("retry", reason)
+            metrics.RETRIES.inc()
             log.warning(
                 "message %s: attempt %d failed (%s); retrying in %.1fs", tag(job.id), job.attempts, reason, delay
             )
@@ -309,6 +312,7 @@ class Worker:
         except Exception as apology_error:
             log.error("message %s: could not send the apology: %s", tag(job.id), apology_error)
         self.store.finish(job.id, job.holder, "failed", reason)
+        metrics.FAILED.labels(reason=failure_class(error)).inc()
         attempt = current_attempt.get()
         if attempt:
             attempt.end("failed", reason)
