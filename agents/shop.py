@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from agents import Agent, RunContext, tool
+from agents import Agent, Customer, RunContextWrapper, function_tool
 
 _ORDERS = {
     "1001": ("is being packed", 24.50),
@@ -21,7 +21,7 @@ def _order(order_id: str) -> tuple[str, float] | None:
     return _ORDERS.get(order_id.strip().lstrip("#"))
 
 
-@tool
+@function_tool
 def order_status(order_id: Annotated[str, "The order number"]) -> str:
     """Look up where an order is: packed, shipped or delivered."""
     order = _order(order_id)
@@ -30,7 +30,7 @@ def order_status(order_id: Annotated[str, "The order number"]) -> str:
     return f"Order {order_id} {order[0]}."
 
 
-@tool
+@function_tool
 def invoice_total(order_id: Annotated[str, "The order number"]) -> str:
     """The amount invoiced for an order, VAT included."""
     order = _order(order_id)
@@ -39,7 +39,7 @@ def invoice_total(order_id: Annotated[str, "The order number"]) -> str:
     return f"The invoice for order {order_id} is EUR {order[1]:.2f}, VAT included."
 
 
-@tool
+@function_tool
 def refund_policy() -> str:
     """The shop's refund policy."""
     return (
@@ -48,8 +48,8 @@ def refund_policy() -> str:
     )
 
 
-def _shop_instructions(context: RunContext) -> str:
-    name = f" The customer's name is {context.profile_name}." if context.profile_name else ""
+def _shop_instructions(ctx: RunContextWrapper[Customer], agent: Agent[Customer]) -> str:
+    name = f" The customer's name is {ctx.context.profile_name}." if ctx.context.profile_name else ""
     return (
         "You are the assistant of a small online shop, answering customers on WhatsApp. Be brief and friendly. "
         "Use the order_status tool for any question about where an order is; never guess a status. "

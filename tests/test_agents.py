@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import base64
-import enum
 import json
 import threading
 from collections.abc import Iterator
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import openai
 import pytest
@@ -18,20 +17,20 @@ from agents.shop import billing, shop
 from tests.fakes.openai_server import FakeOpenAI, tool_call
 from whatsapp.agents_runtime import (
     Agent,
+    ChatRunner,
+    Customer,
     OfflineModel,
-    RunContext,
-    Runner,
+    RunResult,
     estimate_tokens,
-    handoff_tool_name,
+    function_tool,
     load_agents,
     stub_old_images,
-    tool,
     trim_history,
 )
 from whatsapp.agents_runtime.history import IMAGE_STUB
-from whatsapp.agents_runtime.runtime import STEP_LIMIT_TEXT
+from whatsapp.agents_runtime.run import MAX_TURNS_TEXT
 
-CONTEXT = RunContext(sender="15550001111", profile_name="Ana")
+CONTEXT = Customer(sender="15550001111", profile_name="Ana")
 
 
 @pytest.fixture
@@ -42,9 +41,19 @@ def fake(model: FakeOpenAI) -> Iterator[FakeOpenAI]:
 
 
 @pytest.fixture
-def runner(fake: FakeOpenAI) -> Runner:
+def runner(fake: FakeOpenAI) -> ChatRunner:
     client = openai.OpenAI(base_url=fake.url + "/v1", api_key="x", max_retries=0, timeout=10)
-    return Runner(client.chat.completions, "gpt-4o-mini")
+    return ChatRunner(client.chat.completions, "gpt-4o-mini")
+
+
+def ask(runner: ChatRunner, agent: Agent, content: Any, history: list[dict[str, Any]] | None = None) -> RunResult:
+    """One customer message after ``history``, as the handler asks it."""
+    return runner.run(agent, [*(history or []), {"role": "user", "content": content}], CONTEXT)
+
+
+def stored_turn(result: RunResult) -> list[dict[str, Any]]:
+    """What the handler stores of a run: the user's message and everything the run added."""
+    return [result.input[-1], *result.new_items]
 
 
 def tool_names(request: dict[str, Any]) -> set[str]:
@@ -66,102 +75,13 @@ def assert_tool_pairs_whole(items: list[dict[str, Any]]) -> None:
         index += 1
 
 
-# -- tool schemas -------------------------------------------------------------------------------------------
-
-
-class Size(enum.Enum):
-    SMALL = "small"
-    LARGE = "large"
-
-
-@tool
-def find_products(
-    query: Annotated[str, "Words to search for"],
-    limit: int = 5,
-    max_price: float | None = None,
-    in_stock: bool = True,
-    colours: list[str] | None = None,
-    sort: Literal["price", "name"] = "price",
-    size: Size = Size.SMALL,
-    context: RunContext | None = None,
-    *,
-    page: int,
-) -> str:
-    """Search the catalogue.
-
-    Args:
-        limit: How many products to return.
-        max_price: The highest price, in euros.
-    """
-    return f"{query}:{limit}:{page}:{context.profile_name if context else None}"
-
-
-def test_tool_schema_is_generated_from_hints_and_docstring() -> None:
-    assert find_products.schema == {
-        "type": "function",
-        "function": {
-            "name": "find_products",
-            "description": "Search the catalogue.",
-            "parameters": {
-                "type": "object",
-                "properties": {
-                    "query": {"type": "string", "description": "Words to search for"},
-                    "limit": {"type": "integer", "description": "How many products to return.", "default": 5},
-                    "max_price": {
-                        "type": ["number", "null"],
-                        "description": "The highest price, in euros.",
-                        "default": None,
-                    },
-                    "in_stock": {"type": "boolean", "default": True},
-                    "colours": {"type": ["array", "null"], "items": {"type": "string"}, "default": None},
-                    "sort": {"type": "string", "enum": ["price", "name"], "default": "price"},
-                    "size": {"type": "string", "enum": ["small", "large"], "default": "small"},
-                    "page": {"type": "integer"},
-                },
-                "required": ["query", "page"],
-                "additionalProperties": False,
-            },
-        },
-    }
-
-
-def test_decorated_tool_is_still_an_ordinary_function() -> None:
-    assert find_products("shoes", page=2) == "shoes:5:2:None"
-    assert find_products.invoke({"query": "hats", "page": 1}, CONTEXT) == "hats:5:1:Ana"
-
-
-def test_tool_name_and_description_can_be_given() -> None:
-    @tool(name="lookup", description="Find a thing.")
-    def find(thing: str) -> str:
-        return thing
-
-    assert find.schema["function"]["name"] == "lookup"
-    assert find.schema["function"]["description"] == "Find a thing."
-
-
-def test_a_hint_without_a_schema_fails_when_the_tool_is_defined() -> None:
-    with pytest.raises(TypeError, match="parameter when"):
-
-        @tool
-        def remind(when: object) -> str:
-            return ""
-
-
-def test_a_parameter_without_a_hint_fails_when_the_tool_is_defined() -> None:
-    with pytest.raises(TypeError, match="needs a type hint"):
-
-        @tool
-        def remind(when) -> str:
-            return ""
-
-
 # -- the tool loop ------------------------------------------------------------------------------------------
 
 
-def test_tool_result_reaches_the_model_and_the_answer_follows(fake: FakeOpenAI, runner: Runner) -> None:
+def test_tool_result_reaches_the_model_and_the_answer_follows(fake: FakeOpenAI, runner: ChatRunner) -> None:
     fake.reply_queue([{"tool_calls": [tool_call("order_status", {"order_id": "1234"}, id="call_a")]}, "On its way!"])
 
-    result = runner.run(shop, [], "where is order 1234?", CONTEXT)
+    result = ask(runner, shop, "where is order 1234?")
 
     first, second = fake.chat_requests()
     assert first["model"] == "gpt-4o-mini"
@@ -173,18 +93,18 @@ def test_tool_result_reaches_the_model_and_the_answer_follows(fake: FakeOpenAI, 
         "tool_call_id": "call_a",
         "content": "Order 1234 shipped on 2 May and should arrive within three working days.",
     }
-    assert result.text == "On its way!"
-    assert result.agent == "shop"
-    assert [item["role"] for item in result.new_items] == ["user", "assistant", "tool", "assistant"]
-    assert result.new_items[0] == {"role": "user", "content": "where is order 1234?"}
+    assert result.final_output == "On its way!"
+    assert result.last_agent.name == "shop"
+    assert [item["role"] for item in result.new_items] == ["assistant", "tool", "assistant"]
+    assert result.input == [{"role": "user", "content": "where is order 1234?"}]
     assert json.loads(json.dumps(result.new_items)) == result.new_items
 
 
-def test_history_is_sent_between_the_system_prompt_and_the_new_message(fake: FakeOpenAI, runner: Runner) -> None:
+def test_history_is_sent_between_the_system_prompt_and_the_new_message(fake: FakeOpenAI, runner: ChatRunner) -> None:
     general = load_agents()["general"]
     history = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hello!"}]
 
-    runner.run(general, history, "and now?", CONTEXT)
+    ask(runner, general, "and now?", history)
 
     (request,) = fake.chat_requests()
     assert request["messages"] == [
@@ -195,10 +115,10 @@ def test_history_is_sent_between_the_system_prompt_and_the_new_message(fake: Fak
     assert "tools" not in request
 
 
-def test_several_tool_calls_run_in_parallel(fake: FakeOpenAI, runner: Runner) -> None:
+def test_several_tool_calls_run_in_parallel(fake: FakeOpenAI, runner: ChatRunner) -> None:
     both_running = threading.Barrier(2, timeout=5)
 
-    @tool
+    @function_tool
     def slow(label: str) -> str:
         """Waits for the other call: only passes if both run at once."""
         both_running.wait()
@@ -208,29 +128,29 @@ def test_several_tool_calls_run_in_parallel(fake: FakeOpenAI, runner: Runner) ->
     calls = [tool_call("slow", {"label": "one"}, id="c1"), tool_call("slow", {"label": "two"}, id="c2")]
     fake.reply_queue([{"tool_calls": calls}, "Both done."])
 
-    result = runner.run(agent, [], "go", CONTEXT)
+    result = ask(runner, agent, "go")
 
     tool_messages = [m for m in fake.chat_requests()[1]["messages"] if m["role"] == "tool"]
     assert [(m["tool_call_id"], m["content"]) for m in tool_messages] == [("c1", "done one"), ("c2", "done two")]
-    assert result.text == "Both done."
+    assert result.final_output == "Both done."
 
 
-def test_step_limit_ends_the_run_with_an_honest_answer(fake: FakeOpenAI) -> None:
+def test_the_turn_limit_ends_the_run_with_an_honest_answer(fake: FakeOpenAI) -> None:
     client = openai.OpenAI(base_url=fake.url + "/v1", api_key="x", max_retries=0, timeout=10)
-    runner = Runner(client.chat.completions, "gpt-4o-mini", max_steps=3)
+    runner = ChatRunner(client.chat.completions, "gpt-4o-mini", max_turns=3)
     fake.reply_with(lambda request: {"tool_calls": [tool_call("order_status", {"order_id": "1001"})]})
 
-    result = runner.run(shop, [], "loop forever", CONTEXT)
+    result = ask(runner, shop, "loop forever")
 
     assert len(fake.chat_requests()) == 3
-    assert result.text == STEP_LIMIT_TEXT
-    assert result.new_items[-1] == {"role": "assistant", "content": STEP_LIMIT_TEXT}
+    assert result.final_output == MAX_TURNS_TEXT
+    assert result.new_items[-1] == {"role": "assistant", "content": MAX_TURNS_TEXT}
     assert sum(1 for item in result.new_items if item["role"] == "tool") == 2  # the third step's call never ran
     assert_tool_pairs_whole(result.new_items)
 
 
-def test_a_raising_tool_tells_the_model_instead_of_crashing(fake: FakeOpenAI, runner: Runner) -> None:
-    @tool
+def test_a_raising_tool_tells_the_model_instead_of_crashing(fake: FakeOpenAI, runner: ChatRunner) -> None:
+    @function_tool
     def explode(reason: str) -> str:
         """Always fails."""
         raise ValueError(f"cannot {reason}")
@@ -238,13 +158,15 @@ def test_a_raising_tool_tells_the_model_instead_of_crashing(fake: FakeOpenAI, ru
     agent = Agent(name="fragile", instructions="Try.", tools=[explode])
     fake.reply_queue([{"tool_calls": [tool_call("explode", {"reason": "do it"}, id="c1")]}, "Sorry, that failed."])
 
-    result = runner.run(agent, [], "try", CONTEXT)
+    result = ask(runner, agent, "try")
 
-    assert fake.chat_requests()[1]["messages"][-1]["content"] == "Error: ValueError: cannot do it"
-    assert result.text == "Sorry, that failed."
+    assert fake.chat_requests()[1]["messages"][-1]["content"] == (
+        "An error occurred while running the tool. Please try again. Error: cannot do it"
+    )
+    assert result.final_output == "Sorry, that failed."
 
 
-def test_unknown_tools_and_bad_arguments_get_error_results(fake: FakeOpenAI, runner: Runner) -> None:
+def test_unknown_tools_and_bad_arguments_get_error_results(fake: FakeOpenAI, runner: ChatRunner) -> None:
     calls = [
         tool_call("teleport", {}, id="c1"),
         tool_call("order_status", "{not json", id="c2"),
@@ -252,46 +174,52 @@ def test_unknown_tools_and_bad_arguments_get_error_results(fake: FakeOpenAI, run
     ]
     fake.reply_queue([{"tool_calls": calls}, "Let me try again."])
 
-    result = runner.run(shop, [], "hm", CONTEXT)
+    result = ask(runner, shop, "hm")
 
     contents = {m["tool_call_id"]: m["content"] for m in fake.chat_requests()[1]["messages"] if m["role"] == "tool"}
     assert contents["c1"].startswith("Error: there is no tool named 'teleport'.")
     assert "order_status" in contents["c1"]
-    assert contents["c2"].startswith("Error: the arguments are not valid JSON")
-    assert contents["c3"].startswith("Error: TypeError:")
-    assert result.text == "Let me try again."
+    assert contents["c2"] == (
+        "An error occurred while parsing tool arguments. Please try again with valid JSON. "
+        "Error: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)"
+    )
+    assert contents["c3"].startswith(
+        "An error occurred while running the tool. Please try again. Error: Invalid JSON input for tool order_status: "
+    )
+    assert "order_id\n  Field required" in contents["c3"]
+    assert result.final_output == "Let me try again."
 
 
 # -- handoffs -------------------------------------------------------------------------------------------------
 
 
-def test_handoff_continues_the_run_with_the_target_agent(fake: FakeOpenAI, runner: Runner) -> None:
+def test_handoff_continues_the_run_with_the_target_agent(fake: FakeOpenAI, runner: ChatRunner) -> None:
     fake.reply_queue([{"tool_calls": [tool_call("transfer_to_billing", {}, id="h1")]}, "Billing here, happy to help."])
 
-    result = runner.run(shop, [], "I was charged twice", CONTEXT)
+    result = ask(runner, shop, "I was charged twice")
 
     first, second = fake.chat_requests()
     handoff = next(t for t in first["tools"] if t["function"]["name"] == "transfer_to_billing")
     assert "Billing questions: invoices, refunds and payments" in handoff["function"]["description"]
     assert second["messages"][0] == {"role": "system", "content": billing.instructions}
     assert tool_names(second) == {"invoice_total", "refund_policy", "transfer_to_shop"}
-    assert second["messages"][-1] == {"role": "tool", "tool_call_id": "h1", "content": "Transferred to billing."}
+    assert second["messages"][-1] == {"role": "tool", "tool_call_id": "h1", "content": '{"assistant": "billing"}'}
     assert second["messages"][1] == {"role": "user", "content": "I was charged twice"}
-    assert result.agent == "billing"
-    assert result.text == "Billing here, happy to help."
+    assert result.last_agent.name == "billing"
+    assert result.final_output == "Billing here, happy to help."
 
 
-def test_the_agent_that_answered_takes_the_next_turn(fake: FakeOpenAI, runner: Runner) -> None:
+def test_the_agent_that_answered_takes_the_next_turn(fake: FakeOpenAI, runner: ChatRunner) -> None:
     fake.reply_queue([{"tool_calls": [tool_call("transfer_to_billing", {})]}, "Billing here.", "Refunds take 5 days."])
     agents = load_agents()
 
-    first = runner.run(agents["shop"], [], "refund please", CONTEXT)
-    second = runner.run(agents[first.agent], first.new_items, "how long?", CONTEXT)
+    first = ask(runner, agents["shop"], "refund please")
+    second = ask(runner, first.last_agent, "how long?", stored_turn(first))
 
     third_request = fake.chat_requests()[2]
     assert third_request["messages"][0]["content"] == billing.instructions
-    assert third_request["messages"][1:-1] == first.new_items
-    assert second.agent == "billing"
+    assert third_request["messages"][1:-1] == stored_turn(first)
+    assert second.last_agent.name == "billing"
 
 
 def test_two_handoffs_in_one_message_follow_the_first() -> None:
@@ -299,21 +227,17 @@ def test_two_handoffs_in_one_message_follow_the_first() -> None:
     agent = Agent(name="front", instructions="f", handoffs=[billing, general])
     model = ScriptedModel([{"tool_calls": [_call("transfer_to_general_help", "a"), _call("transfer_to_billing", "b")]}])
 
-    result = Runner(model, "m").run(agent, [], "hi", CONTEXT)
+    result = ask(ChatRunner(model, "m"), agent, "hi")
 
-    assert result.agent == "general help"
+    assert result.last_agent is general
     assert [m["content"] for m in result.new_items if m["role"] == "tool"] == [
-        "Transferred to general help.",
-        "Not transferred: the conversation was already transferred to general help.",
+        '{"assistant": "general help"}',
+        "Multiple handoffs detected, ignoring this one.",
     ]
 
 
-def test_handoff_tool_names_are_sanitised() -> None:
-    assert handoff_tool_name(Agent(name="Billing Team (EU)!", instructions="")) == "transfer_to_Billing_Team__EU__"
-
-
-def test_callable_instructions_receive_the_conversation_context(fake: FakeOpenAI, runner: Runner) -> None:
-    runner.run(shop, [], "hello", RunContext(sender="15550002222", profile_name="Bruno"))
+def test_callable_instructions_receive_the_conversation_context(fake: FakeOpenAI, runner: ChatRunner) -> None:
+    runner.run(shop, "hello", Customer(sender="15550002222", profile_name="Bruno"))
 
     system = fake.chat_requests()[0]["messages"][0]["content"]
     assert "small online shop" in system
@@ -346,12 +270,12 @@ def test_only_the_newest_images_are_kept_and_older_ones_stubbed() -> None:
     assert json.dumps(history) == original  # the caller's history is not changed
 
 
-def test_an_image_is_still_sent_two_turns_later(fake: FakeOpenAI, runner: Runner) -> None:
+def test_an_image_is_still_sent_two_turns_later(fake: FakeOpenAI, runner: ChatRunner) -> None:
     general = load_agents()["general"]
     stored: list[dict[str, Any]] = []
     turns = [[{"type": "text", "text": "my car"}, image_part()], "nice, isn't it?", "what colour is the car?"]
     for content in turns:
-        stored += runner.run(general, trim_history(stored, 8000), content, CONTEXT).new_items
+        stored += stored_turn(ask(runner, general, content, trim_history(stored, 8000)))
 
     last_request = fake.chat_requests()[-1]
     parts = [p for m in last_request["messages"] if isinstance(m["content"], list) for p in m["content"]]
@@ -432,12 +356,12 @@ def test_trimmed_history_is_the_newest_whole_turns_within_budget(
 
 def test_request_size_stays_flat_as_the_conversation_grows() -> None:
     model = RecordingOfflineModel()
-    runner = Runner(model, "offline")
+    runner = ChatRunner(model, "offline")
     stored: list[dict[str, Any]] = []
     sizes = {}
     for turn in range(1, 501):
         content = f"message number {turn} " + "words " * 40
-        stored += runner.run(shop, trim_history(stored, 2000), content, CONTEXT).new_items
+        stored += stored_turn(ask(runner, shop, content, trim_history(stored, 2000)))
         if turn in (1, 50, 500):
             sizes[turn] = model.sizes[-1]
     print(f"request size in characters at turns 1, 50, 500: {sizes}")
@@ -473,40 +397,40 @@ class ScriptedModel:
         )
 
 
-def offline_runner() -> Runner:
-    return Runner(OfflineModel(), "offline-demo")
+def offline_runner() -> ChatRunner:
+    return ChatRunner(OfflineModel(), "offline-demo")
 
 
 def test_offline_model_calls_a_tool_named_in_the_message() -> None:
-    result = offline_runner().run(shop, [], "What is the order status of 1234?", CONTEXT)
+    result = ask(offline_runner(), shop, "What is the order status of 1234?")
 
-    call = result.new_items[1]["tool_calls"][0]["function"]
+    call = result.new_items[0]["tool_calls"][0]["function"]
     assert (call["name"], json.loads(call["arguments"])) == ("order_status", {"order_id": "1234"})
-    assert result.text.startswith(
+    assert result.final_output.startswith(
         "The order_status tool says: Order 1234 shipped on 2 May and should arrive within three working days."
     )
-    assert "OPENAI_API_KEY" in result.text
-    assert result.agent == "shop"
+    assert "OPENAI_API_KEY" in result.final_output
+    assert result.last_agent.name == "shop"
 
 
 def test_offline_model_follows_a_handoff_then_uses_the_new_agents_tool() -> None:
-    first = offline_runner().run(shop, [], "What is your refund policy?", CONTEXT)
-    again = offline_runner().run(shop, [], "What is your refund policy?", CONTEXT)
+    first = ask(offline_runner(), shop, "What is your refund policy?")
+    again = ask(offline_runner(), shop, "What is your refund policy?")
 
     calls = [c["function"]["name"] for item in first.new_items for c in item.get("tool_calls", [])]
     assert calls == ["transfer_to_billing", "refund_policy"]
-    assert first.agent == "billing"
-    assert "returned within 30 days" in first.text
-    assert again.text == first.text and again.new_items == first.new_items  # deterministic
+    assert first.last_agent.name == "billing"
+    assert "returned within 30 days" in first.final_output
+    assert again.final_output == first.final_output and again.new_items == first.new_items  # deterministic
 
 
 def test_offline_model_says_what_it_is_and_reflects_the_question() -> None:
-    result = offline_runner().run(load_agents()["general"], [], "Hello, who are you?", CONTEXT)
+    result = ask(offline_runner(), load_agents()["general"], "Hello, who are you?")
 
-    assert 'You asked: "Hello, who are you?"' in result.text
-    assert "offline demo model" in result.text
-    assert "OPENAI_API_KEY" in result.text and "OPENAI_BASE_URL" in result.text
-    assert [item["role"] for item in result.new_items] == ["user", "assistant"]
+    assert 'You asked: "Hello, who are you?"' in result.final_output
+    assert "offline demo model" in result.final_output
+    assert "OPENAI_API_KEY" in result.final_output and "OPENAI_BASE_URL" in result.final_output
+    assert [item["role"] for item in result.new_items] == ["assistant"]
 
 
 def test_offline_model_describes_images_and_document_notes() -> None:
@@ -514,29 +438,29 @@ def test_offline_model_describes_images_and_document_notes() -> None:
         {"type": "text", "text": "[document: invoice.pdf, 3 pages] what is in these?"},
         image_part(b"\xff" * 2048),
     ]
-    result = offline_runner().run(load_agents()["general"], [], content, CONTEXT)
+    result = ask(offline_runner(), load_agents()["general"], content)
 
-    assert "I received an image (2 KB, image/jpeg)." in result.text
-    assert "[document: invoice.pdf, 3 pages]" in result.text
-    assert 'You asked: "what is in these?"' in result.text
+    assert "I received an image (2 KB, image/jpeg)." in result.final_output
+    assert "[document: invoice.pdf, 3 pages]" in result.final_output
+    assert 'You asked: "what is in these?"' in result.final_output
 
 
 def test_offline_model_asks_for_a_missing_argument_instead_of_guessing() -> None:
-    result = offline_runner().run(shop, [], "order status please", CONTEXT)
+    result = ask(offline_runner(), shop, "order status please")
 
-    assert [item["role"] for item in result.new_items] == ["user", "assistant"]
-    assert "order_id (The order number)" in result.text
+    assert [item["role"] for item in result.new_items] == ["assistant"]
+    assert "order_id (The order number)" in result.final_output
 
 
 def test_offline_model_hands_back_on_a_later_turn() -> None:
     runner = offline_runner()
-    first = runner.run(shop, [], "I have a question about my invoice", CONTEXT)
-    second = runner.run(billing, first.new_items, "and what is the order status of 2002?", CONTEXT)
+    first = ask(runner, shop, "I have a question about my invoice")
+    second = ask(runner, billing, "and what is the order status of 2002?", stored_turn(first))
 
-    assert first.agent == "billing"
-    assert "You are now talking to the billing agent." in first.text
-    assert second.agent == "shop"
-    assert "Order 2002 was delivered on 28 April." in second.text
+    assert first.last_agent.name == "billing"
+    assert "You are now talking to the billing agent." in first.final_output
+    assert second.last_agent.name == "shop"
+    assert "Order 2002 was delivered on 28 April." in second.final_output
 
 
 # -- discovery ----------------------------------------------------------------------------------------------------

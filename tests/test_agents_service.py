@@ -148,9 +148,9 @@ def test_agent_modules_named_like_the_runtime_do_not_replace_it(start_service, f
         tmp_path,
         {
             "tools.py": '''
-                from agents import tool
+                from agents import function_tool
 
-                @tool
+                @function_tool
                 def opening_hours(day: str) -> str:
                     """Opening hours on a day."""
                     return "closed" if day == "sunday" else "7-18"
@@ -174,3 +174,129 @@ def test_agent_modules_named_like_the_runtime_do_not_replace_it(start_service, f
     [reply] = send_and_wait(service, graph, wh.text_message("Open on sunday?"), 1)
     assert reply["body"] == "We are closed on Sundays."
     assert model.chat_requests()[0]["messages"][0]["content"] == "You tell the shop's history."
+
+
+SDK_STYLE_BAKERY = '''
+    from dataclasses import dataclass
+
+    from pydantic import BaseModel
+
+    from agents import Agent, Customer, RunContextWrapper, function_tool, handoff
+
+
+    @dataclass
+    class BakeryContext:
+        customer: Customer
+        loyalty_points: int
+
+
+    def build_context(customer: Customer) -> BakeryContext:
+        return BakeryContext(customer=customer, loyalty_points=len(customer.sender))
+
+
+    class Cake(BaseModel):
+        flavour: str
+        price: float
+
+
+    @function_tool
+    async def cake_of_the_day(wrapper: RunContextWrapper[BakeryContext]) -> Cake:
+        """Today's cake and its price for this customer."""
+        return Cake(flavour="lemon", price=20.0 - wrapper.context.loyalty_points / 10)
+
+
+    def instructions(ctx: RunContextWrapper[BakeryContext], agent: Agent[BakeryContext]) -> str:
+        return f"You are {agent.name}. The customer is {ctx.context.customer.profile_name}."
+
+
+    orders = Agent[BakeryContext](name="Cake orders", instructions=instructions)
+    bakery = Agent[BakeryContext](
+        name="Bakery",
+        instructions=instructions,
+        tools=[cake_of_the_day],
+        handoffs=[handoff(orders, tool_description_override="Take a custom cake order.")],
+    )
+'''
+
+
+def test_sdk_style_agents_answer_through_the_webhook_and_worker(start_service, fakes, tmp_path):
+    graph, model = fakes
+    service = start_service(
+        project=agent_project(tmp_path, {"bakery.py": SDK_STYLE_BAKERY}), AK_WHATSAPP__AGENT="Bakery"
+    )
+    model.reply_queue(
+        [
+            {"content": None, "tool_calls": [tool_call("cake_of_the_day", {})]},
+            lambda request: "Today: " + request["messages"][-1]["content"],
+            {"content": None, "tool_calls": [tool_call("transfer_to_cake_orders", {})]},
+            "Orders here. Which size?",
+            "Noted: large.",
+        ]
+    )
+    [cake] = send_and_wait(service, graph, wh.text_message("Cake of the day?"), 1)
+    [first, second] = model.chat_requests()
+    assert first["messages"][0] == {"role": "system", "content": "You are Bakery. The customer is Kerry Fisher."}
+    assert {t["function"]["name"] for t in first["tools"]} == {"cake_of_the_day", "transfer_to_cake_orders"}
+    assert cake["body"] == "Today: flavour='lemon' price=18.9"  # str() of the pydantic result, as the SDK sends it
+
+    send_and_wait(service, graph, wh.text_message("I want to order a cake"), 2)
+    after_handoff = model.chat_requests()[3]
+    assert after_handoff["messages"][0]["content"] == "You are Cake orders. The customer is Kerry Fisher."
+    assert after_handoff["messages"][-1]["content"] == '{"assistant": "Cake orders"}'
+    assert graph.sent_texts()[1]["body"] == "Orders here. Which size?"
+
+    send_and_wait(service, graph, wh.text_message("Large"), 3)
+    assert model.chat_requests()[4]["messages"][0]["content"].startswith("You are Cake orders.")  # the handoff sticks
+
+
+def system_prompt(request: dict) -> str:
+    return request["messages"][0]["content"]
+
+
+def test_a_new_entry_agent_answers_customers_who_talked_to_the_old_one(start_service, fakes):
+    graph, model = fakes
+    service = start_service()  # entry agent: general
+    send_and_wait(service, graph, wh.text_message("Hello"), 1)
+    assert "general queries" in system_prompt(model.chat_requests()[0])
+
+    service.env["AK_WHATSAPP__AGENT"] = "shop"
+    service.restart()
+    send_and_wait(service, graph, wh.text_message("Where is order 1001?"), 2)
+    assert "small online shop" in system_prompt(model.chat_requests()[1])
+
+
+def test_a_handoff_lasts_only_while_the_entry_agent_is_the_same(start_service, fakes):
+    graph, model = fakes
+    service = start_service(AK_WHATSAPP__AGENT="shop")
+    model.reply_queue([{"content": None, "tool_calls": [tool_call("transfer_to_billing", {})]}, "Billing here."])
+    send_and_wait(service, graph, wh.text_message("A refund, please"), 1)
+    service.restart()
+    send_and_wait(service, graph, wh.text_message("How long does it take?"), 2)
+    assert "You handle billing" in system_prompt(model.chat_requests()[2])  # same entry agent: still billing
+
+    service.env["AK_WHATSAPP__AGENT"] = "general"
+    service.restart()
+    send_and_wait(service, graph, wh.text_message("Something else"), 3)
+    assert "general queries" in system_prompt(model.chat_requests()[3])
+
+
+def test_a_session_naming_an_agent_that_is_gone_starts_at_the_entry_agent(start_service, fakes, tmp_path):
+    graph, model = fakes
+    front = """
+        from agents import Agent
+
+        desk = Agent(name="desk", instructions="You are the desk.")
+        front = Agent(name="front", instructions="You are the front.", handoffs=[desk])
+    """
+    project = agent_project(tmp_path, {"front.py": front})
+    service = start_service(project=project, AK_WHATSAPP__AGENT="front")
+    model.reply_queue([{"content": None, "tool_calls": [tool_call("transfer_to_desk", {})]}, "Desk here."])
+    send_and_wait(service, graph, wh.text_message("Help"), 1)
+
+    (project / "agents" / "front.py").write_text(
+        'from agents import Agent\n\nfront = Agent(name="front", instructions="You are the front.")\n'
+    )
+    service.restart()
+    [_, reply] = send_and_wait(service, graph, wh.text_message("Still there?"), 2)
+    assert system_prompt(model.chat_requests()[2]) == "You are the front."
+    assert reply["body"] != "" and service.health()["store"]["messages"]["failed"] == 0

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 import openai
 
 from . import metrics
-from .agents_runtime import Agent, RunContext, Runner, trim_history
+from .agents_runtime import Agent, ChatRunner, Customer, context_for, trim_history
 from .attempts import current_attempt
 from .client import GraphAPIError, GraphClient
 from .config import Settings
@@ -60,7 +60,7 @@ class AgentWhatsAppRequestHandler:
         settings: Settings,
         store: Store,
         client: GraphClient,
-        runner: Runner,
+        runner: ChatRunner,
         agents: dict[str, Agent],
         transcribe: Transcriber,
     ) -> None:
@@ -245,29 +245,46 @@ class AgentWhatsAppRequestHandler:
 
     def _ask_agent(self, job: Job, message: Message, question: Question) -> str:
         session = self.store.session(job.sender)
-        agent = self.agents.get(session.get("agent", ""), self.agents[self.settings.whatsapp.agent])
+        agent = self._agent_for(job, session)
         openai_settings = self.settings.openai
         history = trim_history(
             self.store.history(job.sender), openai_settings.history_tokens, openai_settings.history_images
         )
-        context = RunContext(sender=job.sender, profile_name=message.profile_name)
+        question_item = {"role": "user", "content": self._with_media_content(question.content)}
         started = time.monotonic()
         with self._typing_kept_up(message.id):
-            result = self.runner.run(
-                agent, self._with_media(history), self._with_media_content(question.content), context
-            )
+            context = context_for(agent, Customer(sender=job.sender, profile_name=message.profile_name))
+            result = self.runner.run(agent, [*self._with_media(history), question_item], context)
         elapsed = time.monotonic() - started
         metrics.MODEL.observe(elapsed)
-        log.info("message %s: agent %s answered in %.2fs", tag(job.id), result.agent, elapsed)
+        last_agent = result.last_agent.name
+        log.info("message %s: agent %s answered in %.2fs", tag(job.id), last_agent, elapsed)
         if attempt := current_attempt.get():
-            attempt.agent, attempt.model_seconds = result.agent, round(elapsed, 6)
-        turns = [{"role": "user", "content": question.content}, *result.new_items[1:]]
-        answer = result.text or "…"
+            attempt.agent, attempt.model_seconds = last_agent, round(elapsed, 6)
+        turns = [{"role": "user", "content": question.content}, *result.new_items]
+        answer = result.final_output or "…"
         if question.prefix:
             answer = f"{question.prefix}\n\n{answer}"
-        session = {**session, "agent": result.agent, **customer_ids(message)}
+        session = {**session, "agent": last_agent, "entry": self.settings.whatsapp.agent, **customer_ids(message)}
         self.store.save_answer(job.id, job.holder, job.sender, answer, turns, session=session)
         return answer
+
+    def _agent_for(self, job: Job, session: dict) -> Agent:
+        """The agent a handoff left the customer with, while it exists and the entry agent is the same; else
+        the entry agent. A session remembers both, so a changed ``whatsapp.agent`` takes effect for everyone."""
+        entry = self.settings.whatsapp.agent
+        remembered = session.get("agent")
+        if not remembered or remembered == entry:
+            return self.agents[entry]
+        if session.get("entry") != entry:
+            log.info(
+                "message %s: entry agent is now %s (was %s); starting there", tag(job.id), entry, session.get("entry")
+            )
+        elif remembered not in self.agents:
+            log.warning("message %s: agent %r no longer exists; starting at %s", tag(job.id), remembered, entry)
+        else:
+            return self.agents[remembered]
+        return self.agents[entry]
 
     @contextmanager
     def _typing_kept_up(self, message_id: str) -> Iterator[None]:

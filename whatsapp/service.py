@@ -16,7 +16,7 @@ import openai
 from flask import Flask
 from openai.types.chat import ChatCompletion
 
-from .agents_runtime import Agent, OfflineModel, Runner, load_agents
+from .agents_runtime import Agent, ChatRunner, OfflineModel, load_agents
 from .client import GraphClient
 from .config import ConfigError, Settings, how_to_set, load_settings
 from .handler import AgentWhatsAppRequestHandler
@@ -210,11 +210,11 @@ def _failure(error: Exception) -> str:
     return f"{type(error).__name__}{': ' + text if text else ''}{line}"
 
 
-def _model(settings: Settings) -> tuple[Runner, Transcriber]:
+def _model(settings: Settings) -> tuple[ChatRunner, Transcriber]:
     """The real model through the ``openai`` SDK; the offline demonstration model when none is configured."""
     config = settings.openai
     if not (config.api_key or config.base_url):
-        return Runner(OfflineModel(), config.model, config.max_steps), _offline_transcript
+        return ChatRunner(OfflineModel(), config.model, config.max_steps), _offline_transcript
     client = openai.OpenAI(
         api_key=config.api_key or "no-key-needed",
         base_url=config.base_url,
@@ -226,7 +226,7 @@ def _model(settings: Settings) -> tuple[Runner, Transcriber]:
         result = client.audio.transcriptions.create(model=config.transcription_model, file=(filename, audio, mime_type))
         return result.text
 
-    return Runner(ChatCompletions(client), config.model, config.max_steps), transcribe
+    return ChatRunner(ChatCompletions(client), config.model, config.max_steps), transcribe
 
 
 class ChatCompletions:

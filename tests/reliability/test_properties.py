@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from tests.fakes import webhooks as wh
-from whatsapp.agents_runtime import RunResult
+from whatsapp.agents_runtime import Agent, RunContextWrapper, RunResult
 from whatsapp.client import GraphAPIError
 from whatsapp.config import Settings, WhatsAppSettings, WorkerSettings
 from whatsapp.handler import APOLOGY, AgentWhatsAppRequestHandler
@@ -108,7 +108,8 @@ class RecordingModel:
     def __init__(self, world: World) -> None:
         self.world = world
 
-    def run(self, agent: Any, history: list[dict], content: Any, context: Any) -> RunResult:
+    def run(self, agent: Any, input: list[dict], context: Any) -> RunResult:
+        content = input[-1]["content"]
         tag, _, size = str(content).partition(" ")
         message_id = self.world.tags[tag]
         if self.world.store.get(message_id)["answer"] is not None:
@@ -116,8 +117,8 @@ class RecordingModel:
         self.world.inject("model")
         text = answer(tag, long=size == "long")
         self.world.inject("answered")
-        turns = [{"role": "user", "content": content}, {"role": "assistant", "content": text}]
-        return RunResult(text=text, new_items=turns, agent="a")
+        answer_item = {"role": "assistant", "content": text}
+        return RunResult(input, [answer_item], text, agent, RunContextWrapper(context))
 
 
 def answer(tag: str, long: bool) -> str:
@@ -208,7 +209,7 @@ class Simulation:
             store=store,
             client=RecordingClient(world),  # type: ignore[arg-type]
             runner=RecordingModel(world),  # type: ignore[arg-type]
-            agents={"general": None},  # type: ignore[dict-item]
+            agents={"general": Agent(name="general")},
             transcribe=lambda audio, filename, mime_type: "",
         )
         self.pids = itertools.count(4_000_001)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from .runtime import Agent
+from .agent import Agent
+from .handoffs import Handoff
 
 
 def load_agents(package: str = "agents") -> dict[str, Agent]:
@@ -32,4 +33,4 @@ def _register(found: dict[str, Agent], agent: Agent) -> None:
         raise ValueError(f"two agents are named {agent.name!r}: agent names must be unique")
     found[agent.name] = agent
     for target in agent.handoffs:
-        _register(found, target)
+        _register(found, target.agent if isinstance(target, Handoff) else target)

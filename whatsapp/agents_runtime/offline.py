@@ -208,6 +208,9 @@ def _fill(parameters: dict[str, Any], text: str, tool_name: str) -> tuple[dict[s
                 value = codes.pop(0)
             elif plain:
                 value = plain.pop(0)
+        if value is None and ("default" in schema or {"type": "null"} in schema.get("anyOf", [])):
+            arguments[name] = schema.get("default")  # strict schemas list optional parameters as required too
+            continue
         if value is None:
             described = schema.get("description") or name.replace("_", " ")
             return arguments, f"{name} ({described})" if described != name else name

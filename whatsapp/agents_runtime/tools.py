@@ -1,216 +1,211 @@
-"""Tools: typed Python functions offered to the model through Chat Completions' function calling.
+"""Tools: typed Python functions offered to the model, declared as in the OpenAI Agents SDK.
 
-``@tool`` reads the function's type hints and docstring once, at import time, so a hint the schema cannot express
-fails when the agent module loads, not in the middle of a customer's conversation.
+``@function_tool`` reads the function's signature, type hints and docstring once, when the module loads, so a
+parameter the schema cannot express fails at start, not in the middle of a customer's conversation. The first
+parameter may be a ``RunContextWrapper``: it is filled by the runner and hidden from the model. ``async def`` tools
+are awaited on the runtime's event loop; plain ones run in the runner's threads.
 """
 
 from __future__ import annotations
 
-import enum
 import inspect
 import json
+import logging
 import re
-import types
 import typing
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_type_hints
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, get_args, get_origin, get_type_hints
+
+from pydantic import BaseModel, Field, ValidationError, create_model
+
+from .awaiting import resolve
+from .context import RunContextWrapper
+from .schema import strict
+
+log = logging.getLogger("agents")
+
+ToolErrorFunction = Callable[[RunContextWrapper[Any], Exception], "str | Awaitable[str]"]
 
 
-@dataclass(frozen=True)
-class RunContext:
-    """Who the agent is talking to; handed to callable instructions and to tools that ask for it."""
-
-    sender: str
-    profile_name: str | None = None
-
-
-_SCALARS: dict[type, str] = {str: "string", int: "integer", float: "number", bool: "boolean"}
-_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+def default_tool_error_function(ctx: RunContextWrapper[Any], error: Exception) -> str:
+    """What the model reads when a tool fails, in the SDK's words."""
+    if isinstance(error, _ArgumentsNotJSON):
+        return (
+            "An error occurred while parsing tool arguments. Please try again with valid JSON. "
+            f"Error: {error.__cause__}"
+        )
+    return f"An error occurred while running the tool. Please try again. Error: {error}"
 
 
-@dataclass(frozen=True)
+class _ArgumentsNotJSON(ValueError):
+    """The model's arguments for a tool were not JSON."""
+
+
+@dataclass
 class FunctionTool:
-    """A function with its function-calling schema. Calling it calls the function unchanged."""
+    """A tool as the SDK defines it: a name, a description, a JSON schema and ``on_invoke_tool(ctx, arguments)``.
+
+    ``on_invoke_tool`` receives the :class:`RunContextWrapper` and the model's arguments as a JSON string and
+    returns the result (anything; the model reads ``str()`` of it), or an awaitable of it.
+    """
 
     name: str
     description: str
-    parameters: dict[str, Any]
-    function: Callable[..., Any] = field(repr=False)
-    context_parameter: str | None = None  # the parameter that receives the RunContext, if any
+    params_json_schema: dict[str, Any]
+    on_invoke_tool: Callable[[RunContextWrapper[Any], str], Any]
+    strict_json_schema: bool = True
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        return self.function(*args, **kwargs)
-
-    @property
-    def schema(self) -> dict[str, Any]:
-        """The entry for the request's ``tools`` list."""
-        function: dict[str, Any] = {"name": self.name, "description": self.description, "parameters": self.parameters}
-        return {"type": "function", "function": function}
-
-    def invoke(self, arguments: dict[str, Any], context: RunContext) -> Any:
-        """Call the function with the model's arguments, adding the run context where it was asked for."""
-        if self.context_parameter is not None:
-            arguments = {**arguments, self.context_parameter: context}
-        return self.function(**arguments)
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[a-zA-Z0-9_-]{1,64}", self.name):
+            raise ValueError(f"tool name {self.name!r} must be 1-64 characters of a-z, A-Z, 0-9, _ or -")
 
 
 @typing.overload
-def tool(function: Callable[..., Any], /) -> FunctionTool: ...
+def function_tool(func: Callable[..., Any], /) -> FunctionTool: ...
 
 
 @typing.overload
-def tool(
-    *, name: str | None = None, description: str | None = None
+def function_tool(
+    *,
+    name_override: str | None = None,
+    description_override: str | None = None,
+    failure_error_function: ToolErrorFunction | None = default_tool_error_function,
+    strict_mode: bool = True,
 ) -> Callable[[Callable[..., Any]], FunctionTool]: ...
 
 
-def tool(
-    function: Callable[..., Any] | None = None, /, *, name: str | None = None, description: str | None = None
+def function_tool(
+    func: Callable[..., Any] | None = None,
+    /,
+    *,
+    name_override: str | None = None,
+    description_override: str | None = None,
+    failure_error_function: ToolErrorFunction | None = default_tool_error_function,
+    strict_mode: bool = True,
 ) -> FunctionTool | Callable[[Callable[..., Any]], FunctionTool]:
-    """Make ``function`` a tool: ``@tool`` or ``@tool(name=..., description=...)``.
+    """Make ``func`` a tool: ``@function_tool`` or ``@function_tool(name_override=..., description_override=...)``.
 
-    The description is the docstring (an ``Args:`` section, if present, describes the parameters); a parameter's
-    ``Annotated[T, "description"]`` wins over it. Parameters without a default are required. A parameter annotated
-    :class:`RunContext` is filled by the runner and is not shown to the model.
+    The description is the docstring's text; a parameter is described by the docstring's ``Args:`` entry or by
+    ``Annotated[T, "description"]`` (the docstring wins, as in the SDK). ``failure_error_function`` words a
+    failure for the model; ``None`` lets the error fail the run instead.
     """
 
-    def wrap(fn: Callable[..., Any]) -> FunctionTool:
-        return _build(fn, name, description)
+    def build(function: Callable[..., Any]) -> FunctionTool:
+        return _build(function, name_override, description_override, failure_error_function, strict_mode)
 
-    return wrap if function is None else wrap(function)
-
-
-def as_tool(value: Any) -> FunctionTool:
-    """A :class:`FunctionTool` as is; a plain function made into one."""
-    if isinstance(value, FunctionTool):
-        return value
-    if callable(value):
-        return tool(value)
-    raise TypeError(f"{value!r} is not a tool: decorate a function with @tool")
+    return build if func is None else build(func)
 
 
-def _build(fn: Callable[..., Any], name: str | None, description: str | None) -> FunctionTool:
-    tool_name = name or fn.__name__
-    if not _NAME.match(tool_name):
-        raise ValueError(f"tool name {tool_name!r} must be 1-64 characters of a-z, A-Z, 0-9, _ or -")
-    summary, argument_docs = _parse_docstring(inspect.getdoc(fn) or "")
-    hints = get_type_hints(fn, include_extras=True)
-    properties: dict[str, Any] = {}
-    required: list[str] = []
-    context_parameter = None
-    for parameter in inspect.signature(fn).parameters.values():
-        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
-            raise TypeError(f"tool {tool_name}: *args and **kwargs cannot be described to the model")
-        if parameter.kind is parameter.POSITIONAL_ONLY:
-            raise TypeError(f"tool {tool_name}: parameter {parameter.name} must be passable by keyword")
-        hint = hints.get(parameter.name)
-        if hint is None:
-            raise TypeError(f"tool {tool_name}: parameter {parameter.name} needs a type hint")
-        if _is_context(hint):
-            context_parameter = parameter.name
+def _build(
+    function: Callable[..., Any],
+    name_override: str | None,
+    description_override: str | None,
+    failure_error_function: ToolErrorFunction | None,
+    strict_mode: bool,
+) -> FunctionTool:
+    name = name_override or function.__name__
+    summary, argument_docs = parse_docstring(inspect.getdoc(function) or "")
+    hints = get_type_hints(function, include_extras=True)
+    parameters = list(inspect.signature(function).parameters.values())
+    takes_context = bool(parameters) and _is_context(hints.get(parameters[0].name))
+    fields: dict[str, Any] = {}
+    for position, parameter in enumerate(parameters):
+        if position == 0 and takes_context:
             continue
-        try:
-            schema = json_schema(hint)
-        except TypeError as error:
-            raise TypeError(f"tool {tool_name}: parameter {parameter.name}: {error}") from None
-        if "description" not in schema and parameter.name in argument_docs:
-            schema = {**schema, "description": argument_docs[parameter.name]}
-        if parameter.default is not parameter.empty:
-            _add_default(schema, parameter.default)
-        else:
-            required.append(parameter.name)
-        properties[parameter.name] = schema
-    parameters: dict[str, Any] = {"type": "object", "properties": properties, "required": required}
-    parameters["additionalProperties"] = False
+        hint = hints.get(parameter.name, Any)
+        if _is_context(hint):
+            raise TypeError(f"tool {name}: RunContextWrapper must be the first parameter, not {parameter.name}")
+        if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+            raise TypeError(f"tool {name}: *args and **kwargs cannot be described to the model")
+        description = argument_docs.get(parameter.name) or _annotated_description(hint)
+        default = ... if parameter.default is parameter.empty else parameter.default
+        fields[parameter.name] = (hint, Field(default, description=description))
+    try:
+        arguments_model = create_model(f"{name}_args", __base__=BaseModel, **fields)
+        schema = arguments_model.model_json_schema()
+    except Exception as error:  # pydantic's own errors say which type it could not describe
+        raise TypeError(f"tool {name}: {error}") from None
+    keyword_only = frozenset(p.name for p in parameters if p.kind is p.KEYWORD_ONLY)
+    invoke = _Invoker(function, name, arguments_model, takes_context, keyword_only, failure_error_function)
     return FunctionTool(
-        name=tool_name,
-        description=description if description is not None else summary,
-        parameters=parameters,
-        function=fn,
-        context_parameter=context_parameter,
+        name=name,
+        description=description_override or summary,
+        params_json_schema=strict(schema) if strict_mode else schema,
+        on_invoke_tool=invoke,
+        strict_json_schema=strict_mode,
     )
 
 
-def json_schema(hint: Any) -> dict[str, Any]:
-    """The JSON schema of a type hint: scalars, list[...], dict, Literal[...], Enum, Optional and Annotated."""
-    hint, description = _strip_annotated(hint)
-    schema = _schema(hint)
-    if description:
-        schema["description"] = description
-    return schema
+@dataclass(frozen=True)
+class _Invoker:
+    """``on_invoke_tool`` of a decorated function: parse, validate, call (awaiting if async), word failures."""
 
+    function: Callable[..., Any]
+    name: str
+    arguments_model: type[BaseModel]
+    takes_context: bool
+    keyword_only: frozenset[str]
+    failure_error_function: ToolErrorFunction | None
 
-def _schema(hint: Any) -> dict[str, Any]:
-    if hint in _SCALARS:
-        return {"type": _SCALARS[hint]}
-    if isinstance(hint, type) and issubclass(hint, enum.Enum):
-        return _enum([member.value for member in hint])
-    origin, arguments = get_origin(hint), get_args(hint)
-    if hint is list or origin is list:
-        return {"type": "array", "items": json_schema(arguments[0])} if arguments else {"type": "array"}
-    if hint is dict or origin is dict:
-        return {"type": "object"}
-    if origin is Literal:
-        return _enum(list(arguments))
-    if origin in (Union, types.UnionType):
-        present = [a for a in arguments if a is not type(None)]
-        if len(present) != 1:
-            raise TypeError(f"{hint!r}: only Optional[T] unions are supported")
-        inner = json_schema(present[0])
-        if len(present) == len(arguments):
-            return inner
-        if isinstance(inner.get("type"), str):
-            return {**inner, "type": [inner["type"], "null"]}
-        return {"anyOf": [inner, {"type": "null"}]}
-    raise TypeError(f"{hint!r} has no JSON schema here: use str, int, float, bool, list, dict, Literal or an Enum")
+    def __call__(self, ctx: RunContextWrapper[Any], arguments: str) -> Any:
+        try:
+            return self._call(ctx, arguments)
+        except Exception as error:
+            if self.failure_error_function is None:
+                raise
+            log.warning("tool %s failed: %s: %s", self.name, type(error).__name__, error)
+            return resolve(self.failure_error_function(ctx, error))
 
-
-def _enum(values: list[Any]) -> dict[str, Any]:
-    kinds = {_SCALARS.get(type(value)) for value in values}
-    if None in kinds or len(kinds) != 1:
-        raise TypeError(f"choices {values!r} must all be str, or all int, float or bool")
-    return {"type": kinds.pop(), "enum": values}
-
-
-def _strip_annotated(hint: Any) -> tuple[Any, str | None]:
-    """``Annotated[T, "text", ...]`` -> (T, "text"); anything else -> (hint, None)."""
-    if get_origin(hint) is Annotated:
-        base, *extras = get_args(hint)
-        text = next((extra for extra in extras if isinstance(extra, str)), None)
-        return base, text
-    return hint, None
+    def _call(self, ctx: RunContextWrapper[Any], arguments: str) -> Any:
+        try:
+            data = json.loads(arguments) if arguments.strip() else {}
+        except json.JSONDecodeError as error:
+            raise _ArgumentsNotJSON(f"Invalid JSON input for tool {self.name}: {arguments}") from error
+        if not isinstance(data, dict):
+            raise ValueError(f"Invalid JSON input for tool {self.name}: {arguments}")
+        try:
+            parsed = self.arguments_model.model_validate(data)
+        except ValidationError as error:
+            raise ValueError(f"Invalid JSON input for tool {self.name}: {error}") from None
+        args = [ctx] if self.takes_context else []
+        kwargs = {}
+        for name in type(parsed).model_fields:  # in the signature's order
+            if name in self.keyword_only:
+                kwargs[name] = getattr(parsed, name)
+            else:
+                args.append(getattr(parsed, name))
+        return resolve(self.function(*args, **kwargs))
 
 
 def _is_context(hint: Any) -> bool:
-    """``RunContext``, ``RunContext | None`` or either of them ``Annotated``."""
-    hint = _strip_annotated(hint)[0]
-    if get_origin(hint) in (Union, types.UnionType):
-        return RunContext in get_args(hint) and set(get_args(hint)) <= {RunContext, type(None)}
-    return hint is RunContext
+    """``RunContextWrapper``, ``RunContextWrapper[T]``, or either of them ``Annotated``."""
+    while get_origin(hint) is Annotated:
+        hint = get_args(hint)[0]
+    return hint is RunContextWrapper or get_origin(hint) is RunContextWrapper
 
 
-def _add_default(schema: dict[str, Any], default: Any) -> None:
-    if isinstance(default, enum.Enum):
-        default = default.value
-    try:
-        json.dumps(default)
-    except (TypeError, ValueError):
-        return  # a default the model cannot see is still the function's default
-    schema["default"] = default
+def _annotated_description(hint: Any) -> str | None:
+    """The first string of ``Annotated[T, ...]``'s metadata."""
+    if get_origin(hint) is Annotated:
+        return next((extra for extra in get_args(hint)[1:] if isinstance(extra, str)), None)
+    return None
 
 
 _ARGS_HEADER = re.compile(r"^(Args|Arguments|Parameters):\s*$")
 _ARG_LINE = re.compile(r"^\s+(\*{0,2}\w+)\s*(?:\([^)]*\))?\s*:\s*(.*)$")
+_OTHER_SECTION = re.compile(r"^(Returns|Return|Raises|Yields|Examples?|Notes?):\s*$")
 
 
-def _parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
-    """Split a Google-style docstring into its description and its ``Args:`` entries."""
+def parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
+    """A Google-style docstring's description (the text before its first section) and its ``Args:`` entries."""
     lines = doc.splitlines()
-    start = next((i for i, line in enumerate(lines) if _ARGS_HEADER.match(line)), None)
-    if start is None:
-        return doc.strip(), {}
+    sections = [i for i, line in enumerate(lines) if _ARGS_HEADER.match(line) or _OTHER_SECTION.match(line)]
+    summary = "\n".join(lines[: sections[0]] if sections else lines).strip()
+    start = next((i for i in sections if _ARGS_HEADER.match(lines[i])), None)
     arguments: dict[str, str] = {}
+    if start is None:
+        return summary, arguments
     current = None
     for line in lines[start + 1 :]:
         if line and not line[0].isspace():  # the next section
@@ -221,4 +216,4 @@ def _parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
             arguments[current] = match.group(2).strip()
         elif current is not None and line.strip():
             arguments[current] = f"{arguments[current]} {line.strip()}".strip()
-    return "\n".join(lines[:start]).strip(), arguments
+    return summary, arguments
