@@ -19,6 +19,8 @@ from tests.redis_server import RedisServer
 from tests.service import Service, base_environment
 from whatsapp.store.redis import RedisStore
 
+CUSTOMER = wh.DEFAULT_SENDER
+OTHER_CUSTOMER = "447700900123"
 LEASE = "3"  # seconds: short, so that a dead instance's claim comes back quickly in the tests
 
 
@@ -64,11 +66,11 @@ def test_eight_deliveries_of_one_message_over_two_instances_are_answered_once(in
     assert statuses == [200] * 8
     [reply] = graph.wait_for_texts(1)
     assert reply["body"] == "You said: answer me once"
-    a.wait_until_idle()
-    time.sleep(1.5)  # every instance has polled the shared store since: a second answer would be out by now
+    # The shared store holds one message, finished, and nothing open: no instance has anything left to answer.
+    counts = a.wait_until_idle()["store"]["messages"]
+    assert counts == b.health()["store"]["messages"] == {**dict.fromkeys(counts, 0), "done": 1}
     assert len(graph.sent_texts()) == 1
     assert len(model.chat_requests()) == 1
-    assert a.health()["store"]["messages"]["done"] == b.health()["store"]["messages"]["done"] == 1
 
 
 def test_one_customers_messages_sent_alternately_to_two_instances_are_answered_in_order(instance, fakes):
@@ -79,10 +81,13 @@ def test_one_customers_messages_sent_alternately_to_two_instances_are_answered_i
     for service, message in zip((a, b, a), messages, strict=True):
         assert service.post(wh.webhook(message)).status_code == 200
     model.wait_for_requests(1)
-    time.sleep(1.5)  # longer than an idle instance's poll of the store
-    assert len(model.chat_requests()) == 1
+    # Once another customer's newer message is answered, the shared store has handed out a claim since questions 1
+    # and 2 were recorded, and it was not one of them.
+    assert b.post(wh.webhook(wh.text_message("quick one", sender=OTHER_CUSTOMER))).status_code == 200
+    graph.wait_for_texts(1, to=OTHER_CUSTOMER)
+    assert len(model.chat_requests()) == 2 and graph.sent_texts(to=CUSTOMER) == []
     model.release()
-    replies = graph.wait_for_texts(3)
+    replies = graph.wait_for_texts(3, to=CUSTOMER)
     assert [r["body"] for r in replies] == ["You said: question 0", "You said: question 1", "You said: question 2"]
     assert [r["reply_to"] for r in replies] == [m["id"] for m in messages]
 
@@ -106,8 +111,7 @@ def test_kill_9_of_an_instance_mid_job_is_answered_once_by_the_other(instance, f
     [reply] = graph.wait_for_texts(1, timeout=20)
     answered_in = time.monotonic() - killed_at
     assert reply["body"] == "You said: do not lose me" and reply["reply_to"] == message["id"]
-    b.wait_until_idle()
-    time.sleep(1.5)
+    b.wait_until_idle()  # the message is finished and nothing is open: nothing more can be sent
     assert len(graph.sent_texts()) == 1
     store = RedisStore(redis_server.url)
     row = store.get(message["id"])
