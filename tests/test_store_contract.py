@@ -8,6 +8,7 @@ abandoned claim comes back, and what is kept (history, finished messages) stays 
 from __future__ import annotations
 
 import collections
+import itertools
 import threading
 import time
 from collections.abc import Iterator
@@ -98,8 +99,8 @@ def test_concurrent_claims_take_each_message_once_and_one_per_customer_at_a_time
     expected = [f"wamid.{s}.{k}" for s in senders for k in range(3)]
     store.record([entry(f"wamid.{s}.{k}", sender=s, ts=1_700_000_000 + k) for s in senders for k in range(3)])
     claimed: list[str] = []
-    in_flight: set[str] = set()
-    overlaps: list[str] = []
+    held: dict[str, list[tuple[int, int, str]]] = collections.defaultdict(list)  # sender -> (from, to, id)
+    ticks = itertools.count()  # one clock for all threads: next() is atomic under the GIL
     lock = threading.Lock()
     deadline = time.monotonic() + 30
 
@@ -113,13 +114,13 @@ def test_concurrent_claims_take_each_message_once_and_one_per_customer_at_a_time
             if job is None:
                 time.sleep(0.002)
                 continue
+            # From after claim() returned until before finish() is called, this holder surely has the claim.
+            claimed_at = next(ticks)
+            assert store.get(job.id)["state"] == "claimed"  # the job's work: a read that keeps the claim held a while
+            finishing_at = next(ticks)
             with lock:
-                if job.sender in in_flight:
-                    overlaps.append(job.id)
-                in_flight.add(job.sender)
                 claimed.append(job.id)
-            with lock:
-                in_flight.discard(job.sender)
+                held[job.sender].append((claimed_at, finishing_at, job.id))
             assert store.finish(job.id, holder, "done")
 
     threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
@@ -127,6 +128,12 @@ def test_concurrent_claims_take_each_message_once_and_one_per_customer_at_a_time
         thread.start()
     for thread in threads:
         thread.join()
+    overlaps = [
+        (earlier[2], later[2])
+        for spans in held.values()
+        for earlier, later in itertools.pairwise(sorted(spans))
+        if later[0] < earlier[1]  # claimed while the customer's earlier claim was surely still held
+    ]
     assert overlaps == []
     assert sorted(claimed) == sorted(expected)  # every message once, none twice
     for sender in senders:  # and each customer's in order
