@@ -95,10 +95,11 @@ def test_concurrent_duplicate_deliveries_create_the_message_once(store):
 
 
 def test_concurrent_claims_take_each_message_once_and_one_per_customer_at_a_time(store):
-    senders = [f"1555000{n:02d}" for n in range(20)]
-    expected = [f"wamid.{s}.{k}" for s in senders for k in range(3)]
-    store.record([entry(f"wamid.{s}.{k}", sender=s, ts=1_700_000_000 + k) for s in senders for k in range(3)])
+    senders = [f"1555000{n:02d}" for n in range(4)]  # fewer customers than threads: most claims find one busy
+    expected = [f"wamid.{s}.{k}" for s in senders for k in range(15)]
+    store.record([entry(f"wamid.{s}.{k}", sender=s, ts=1_700_000_000 + k) for s in senders for k in range(15)])
     claimed: list[str] = []
+    lost: list[str] = []  # finishes refused: the claim was taken away while held
     held: dict[str, list[tuple[int, int, str]]] = collections.defaultdict(list)  # sender -> (from, to, id)
     ticks = itertools.count()  # one clock for all threads: next() is atomic under the GIL
     lock = threading.Lock()
@@ -116,12 +117,13 @@ def test_concurrent_claims_take_each_message_once_and_one_per_customer_at_a_time
                 continue
             # From after claim() returned until before finish() is called, this holder surely has the claim.
             claimed_at = next(ticks)
-            assert store.get(job.id)["state"] == "claimed"  # the job's work: a read that keeps the claim held a while
+            store.get(job.id)  # the job's work: a read, during which the claim is held
             finishing_at = next(ticks)
             with lock:
                 claimed.append(job.id)
                 held[job.sender].append((claimed_at, finishing_at, job.id))
-            assert store.finish(job.id, holder, "done")
+            if not store.finish(job.id, holder, "done"):
+                lost.append(job.id)
 
     threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
     for thread in threads:
@@ -135,9 +137,10 @@ def test_concurrent_claims_take_each_message_once_and_one_per_customer_at_a_time
         if later[0] < earlier[1]  # claimed while the customer's earlier claim was surely still held
     ]
     assert overlaps == []
+    assert lost == []
     assert sorted(claimed) == sorted(expected)  # every message once, none twice
     for sender in senders:  # and each customer's in order
-        assert [i for i in claimed if f".{sender}." in i] == [f"wamid.{sender}.{k}" for k in range(3)]
+        assert [i for i in claimed if f".{sender}." in i] == [f"wamid.{sender}.{k}" for k in range(15)]
 
 
 def test_one_customers_messages_are_claimed_oldest_first_even_when_they_arrive_out_of_order(store):
