@@ -99,31 +99,39 @@ def test_concurrent_claims_take_each_message_once_and_one_per_customer_at_a_time
     expected = [f"wamid.{s}.{k}" for s in senders for k in range(15)]
     store.record([entry(f"wamid.{s}.{k}", sender=s, ts=1_700_000_000 + k) for s in senders for k in range(15)])
     claimed: list[str] = []
+    finished: list[str] = []
     lost: list[str] = []  # finishes refused: the claim was taken away while held
     held: dict[str, list[tuple[int, int, str]]] = collections.defaultdict(list)  # sender -> (from, to, id)
-    ticks = itertools.count()  # one clock for all threads: next() is atomic under the GIL
-    lock = threading.Lock()
+    ticks = itertools.count()  # one clock for every claim's return and every finish's start
+    returned = collections.Counter()  # claim() calls returned so far, by any thread
+    changed = threading.Condition()
     deadline = time.monotonic() + 30
 
     def work(n: int) -> None:
         holder = f"worker:{n}:0"
         while time.monotonic() < deadline:
-            with lock:
-                if len(claimed) == len(expected):
+            with changed:
+                if len(finished) == len(expected):
                     return
             job = store.claim(holder, LONG)
+            with changed:
+                returned["claims"] += 1
+                mine, claimed_at = returned["claims"], next(ticks)
+                changed.notify_all()
             if job is None:
                 time.sleep(0.002)
                 continue
-            # From after claim() returned until before finish() is called, this holder surely has the claim.
-            claimed_at = next(ticks)
-            store.get(job.id)  # the job's work: a read, during which the claim is held
-            finishing_at = next(ticks)
-            with lock:
+            # The job's work lasts until another thread's claim has returned: a store that handed out this
+            # customer's next message meanwhile would be caught holding two claims for one customer.
+            with changed:
+                changed.wait_for(lambda mine=mine: returned["claims"] > mine, timeout=10)
+                finishing_at = next(ticks)
                 claimed.append(job.id)
                 held[job.sender].append((claimed_at, finishing_at, job.id))
             if not store.finish(job.id, holder, "done"):
                 lost.append(job.id)
+            with changed:
+                finished.append(job.id)
 
     threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
     for thread in threads:
@@ -134,7 +142,7 @@ def test_concurrent_claims_take_each_message_once_and_one_per_customer_at_a_time
         (earlier[2], later[2])
         for spans in held.values()
         for earlier, later in itertools.pairwise(sorted(spans))
-        if later[0] < earlier[1]  # claimed while the customer's earlier claim was surely still held
+        if later[0] < earlier[1]  # claimed before the customer's earlier claim was finished
     ]
     assert overlaps == []
     assert lost == []
