@@ -102,8 +102,8 @@ def test_concurrent_claims_take_each_message_once_and_one_per_customer_at_a_time
     finished: list[str] = []
     lost: list[str] = []  # finishes refused: the claim was taken away while held
     held: dict[str, list[tuple[int, int, str]]] = collections.defaultdict(list)  # sender -> (from, to, id)
-    ticks = itertools.count()  # one clock for every claim's return and every finish's start
-    returned = collections.Counter()  # claim() calls returned so far, by any thread
+    ticks = itertools.count()  # one clock for claims beginning and returning and finishes beginning
+    nothing_since = [-1]  # when the newest claim that found nothing claimable began
     changed = threading.Condition()
     deadline = time.monotonic() + 30
 
@@ -113,18 +113,22 @@ def test_concurrent_claims_take_each_message_once_and_one_per_customer_at_a_time
             with changed:
                 if len(finished) == len(expected):
                     return
+            begun = next(ticks)
             job = store.claim(holder, LONG)
             with changed:
-                returned["claims"] += 1
-                mine, claimed_at = returned["claims"], next(ticks)
-                changed.notify_all()
+                if job is None:
+                    nothing_since[0] = max(nothing_since[0], begun)
+                    changed.notify_all()
+                else:
+                    claimed_at = next(ticks)
             if job is None:
                 time.sleep(0.002)
                 continue
-            # The job's work lasts until another thread's claim has returned: a store that handed out this
-            # customer's next message meanwhile would be caught holding two claims for one customer.
+            # The job lasts until a claim begun after this one returned has found nothing claimable. Fewer customers
+            # than threads, so with one claim per customer some threads always find nothing; a store that gave this
+            # customer's next message to another thread meanwhile is caught holding two claims for one customer.
             with changed:
-                changed.wait_for(lambda mine=mine: returned["claims"] > mine, timeout=10)
+                changed.wait_for(lambda at=claimed_at: nothing_since[0] > at, timeout=5)
                 finishing_at = next(ticks)
                 claimed.append(job.id)
                 held[job.sender].append((claimed_at, finishing_at, job.id))
