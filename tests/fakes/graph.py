@@ -1,4 +1,5 @@
-"""A local stand-in for Meta's Graph API (WhatsApp Cloud API), shaped like whatsapp-cloud-api.md sections 5-7.
+"""A local stand-in for Meta's Graph API (WhatsApp Cloud API): messages, media and errors as Meta documents them
+(https://developers.facebook.com/docs/whatsapp/cloud-api/reference/messages, /reference/media, /support/error-codes).
 
 The service is pointed at it with ``AK_WHATSAPP__GRAPH_URL=<fake.url>`` and talks to it over real HTTP, so
 what the tests see is exactly what Meta would have received: every call is recorded with its arrival time and

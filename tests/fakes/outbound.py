@@ -2,7 +2,7 @@
 
 The fake Graph API answers a send that breaks any of these with the error Meta gives (131008 for a missing parameter,
 131009 or 100 for a bad value), so an end-to-end test fails on a body Meta would refuse. Shapes and limits are the
-ones of whatsapp-cloud-api.md section 5.
+ones of Meta's messages reference (https://developers.facebook.com/docs/whatsapp/cloud-api/reference/messages).
 """
 
 from __future__ import annotations

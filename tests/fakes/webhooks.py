@@ -1,4 +1,5 @@
-"""Builders for webhook payloads shaped exactly as Meta documents them (``/work/shared/whatsapp-cloud-api.md``).
+"""Builders for webhook payloads shaped exactly as Meta documents them:
+https://developers.facebook.com/docs/whatsapp/cloud-api/webhooks/components
 
 A message builder returns the message object only; wrap it with :func:`webhook` (contacts built from the senders)
 or :func:`envelope` (everything explicit), then :func:`dumps` and :func:`sign` it to POST it like Meta does::

@@ -1,4 +1,6 @@
-"""The fake Graph API: the outbound calls of whatsapp-cloud-api.md sections 5-7, answered like Meta and recorded.
+"""The fake Graph API: the outbound calls Meta documents, answered like Meta and recorded.
+
+Meta's references: https://developers.facebook.com/docs/whatsapp/cloud-api/reference/messages and /reference/media.
 
 Mounted under ``/sandbox/graph``: ``POST /<version>/<phone_number_id>/messages`` (send, mark read, typing indicator),
 ``GET /<version>/<media_id>`` (media lookup), ``GET /media-download/<media_id>`` (the download URL the lookup hands

@@ -1,4 +1,6 @@
-"""Webhook payloads shaped exactly like Meta's (whatsapp-cloud-api.md sections 2-4), serialised and signed like Meta.
+"""Webhook payloads shaped exactly like Meta's, serialised and signed like Meta.
+
+Meta's reference: https://developers.facebook.com/docs/whatsapp/cloud-api/webhooks/components.
 
 The simulator builds what WhatsApp would deliver for a customer's action, so the service cannot tell the sandbox from
 the real thing: same envelope, same ids, same escaping, same ``X-Hub-Signature-256``.

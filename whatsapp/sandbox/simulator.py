@@ -39,7 +39,8 @@ log = logging.getLogger("whatsapp.sandbox")
 STATIC = os.path.join(os.path.dirname(__file__), "static")
 bp = Blueprint("sandbox", __name__, static_folder="static", static_url_path="/sandbox/static")
 
-#: What the WhatsApp app lets a customer send (whatsapp-cloud-api.md section 6), and the simulator's own cap.
+#: What the WhatsApp app lets a customer send, in MB, and the simulator's own cap. Meta's media reference:
+#: https://developers.facebook.com/docs/whatsapp/cloud-api/reference/media
 MEDIA_LIMITS = {"image": 5, "sticker": 0.5, "audio": 16, "video": 16, "document": 100}
 UPLOAD_CAP = 20 * 1024 * 1024
 WEBHOOK_TIMEOUT = 10.0

@@ -80,7 +80,7 @@ class Delivery:
 
 
 class Store(ABC):
-    """What every store (SQLite, Redis) must do; tests/store_contract.py holds the contract tests."""
+    """What every store (SQLite, Redis) must do; tests/test_store_contract.py holds the contract tests."""
 
     # received
     @abstractmethod
