@@ -19,6 +19,8 @@ def runtime_requirements() -> list[str]:
 
 def test_the_project_table_lists_the_runtime_requirements_and_the_version_healthz_shows():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    assert sorted(project["dependencies"], key=str.lower) == sorted(runtime_requirements(), key=str.lower)
+    assert sorted(project["dependencies"], key=str.lower) == sorted(runtime_requirements(), key=str.lower), (
+        "a runtime requirement in requirements.txt goes into pyproject.toml's [project] dependencies too"
+    )
     assert project["version"] == VERSION
     assert project["requires-python"] == ">=3.11"
