@@ -19,6 +19,8 @@ class Attempt:
     number: int  # 1 for the first attempt at a message
     holder: str  # host:pid:thread, as in the claim
     claimed_at: float  # unix seconds
+    since_received: float = 0.0  # seconds from the webhook receiving the message to this claim
+    state: str = "claimed"  # the message's state as this attempt leaves it: claimed, answered, done, failed, received
     agent: str | None = None  # the agent that answered, when the model was asked
     model_seconds: float | None = None
     sends: int = 0  # reply parts Graph accepted in this attempt
@@ -41,10 +43,23 @@ class Attempt:
         self.ended_at = time.time()
         self.outcome = outcome
         self.reason = reason
+        self.state = _STATE_AFTER.get(outcome, self.state)
+
+    def timings(self) -> dict[str, float]:
+        """The seconds so far, for a log line."""
+        seconds = {"since_received": self.since_received}
+        if self.model_seconds is not None:
+            seconds["model"] = self.model_seconds
+        if self.sends:
+            seconds["sends"] = self.send_seconds
+        seconds["attempt"] = round((self.ended_at or time.time()) - self.claimed_at, 6)
+        return seconds
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+
+_STATE_AFTER = {"done": "done", "failed": "failed", "retry": "received"}
 
 #: The attempt the current worker thread is running (None outside a job).
 current_attempt: ContextVar[Attempt | None] = ContextVar("current_attempt", default=None)

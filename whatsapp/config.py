@@ -73,12 +73,21 @@ class OpenAISettings:
 
 
 @dataclass(frozen=True)
+class LogSettings:
+    format: str = "text"  # text (for people) or json (one object per line, for log pipelines)
+
+
+LOG_FORMATS = ("text", "json")
+
+
+@dataclass(frozen=True)
 class Settings:
     whatsapp: WhatsAppSettings = field(default_factory=WhatsAppSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
     store: StoreSettings = field(default_factory=StoreSettings)
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     openai: OpenAISettings = field(default_factory=OpenAISettings)
+    log: LogSettings = field(default_factory=LogSettings)
     # Decided once, from the configured access token (sandbox mode later fills in a generated one).
     sandbox: bool | None = None
 
@@ -102,6 +111,7 @@ _SECTIONS: dict[str, type] = {
     "store": StoreSettings,
     "worker": WorkerSettings,
     "openai": OpenAISettings,
+    "log": LogSettings,
 }
 
 # Variables of the openai SDK that it reads itself; we read them here so that a value in .env works too.
@@ -276,6 +286,10 @@ def _problems(settings: Settings) -> list[str]:
             f"whatsapp.phone_number_id is {number_id[:20]!r}, which looks like a phone number: it must be the "
             "number's id shown under WhatsApp > API Setup > Phone number ID (digits only, like 106540352242922): "
             f"{how_to_set('whatsapp', 'phone_number_id')}."
+        )
+    if settings.log.format not in LOG_FORMATS:
+        problems.append(
+            f"log.format must be text or json, not {settings.log.format[:40]!r}: {how_to_set('log', 'format')}."
         )
     if not whatsapp.graph_url.startswith(("http://", "https://")):
         problems.append(

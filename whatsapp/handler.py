@@ -258,15 +258,17 @@ class AgentWhatsAppRequestHandler:
         elapsed = time.monotonic() - started
         metrics.MODEL.observe(elapsed)
         last_agent = result.last_agent.name
-        log.info("message %s: agent %s answered in %.2fs", tag(job.id), last_agent, elapsed)
         if attempt := current_attempt.get():
             attempt.agent, attempt.model_seconds = last_agent, round(elapsed, 6)
+        log.info("message %s: agent %s answered in %.2fs", tag(job.id), last_agent, elapsed)
         turns = [{"role": "user", "content": question.content}, *result.new_items]
         answer = result.final_output or "…"
         if question.prefix:
             answer = f"{question.prefix}\n\n{answer}"
         session = {**session, "agent": last_agent, "entry": self.settings.whatsapp.agent, **customer_ids(message)}
         self.store.save_answer(job.id, job.holder, job.sender, answer, turns, session=session)
+        if attempt := current_attempt.get():
+            attempt.state = "answered"
         return answer
 
     def _agent_for(self, job: Job, session: dict) -> Agent:

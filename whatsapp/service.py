@@ -16,14 +16,14 @@ import openai
 from flask import Flask
 from openai.types.chat import ChatCompletion
 
+from . import logs
 from .agents_runtime import Agent, ChatRunner, OfflineModel, load_agents
 from .client import GraphClient
 from .config import ConfigError, Settings, how_to_set, load_settings
 from .handler import AgentWhatsAppRequestHandler
-from .privacy import tag
 from .questions import Transcriber
 from .store import Store, one_server, open_store
-from .worker import Worker, current_message
+from .worker import Worker
 
 log = logging.getLogger("whatsapp")
 
@@ -53,8 +53,8 @@ def create_app(
     # checkout, and a test (or a second copy) started in another folder keeps its data there.
     app = Flask("whatsapp", root_path=None, instance_path=os.path.abspath("instance"))
     serving = start_worker if start_worker is not None else _serving()
-    _configure_logging(logging.INFO if serving else logging.WARNING)  # a command's output is what it prints
     settings = settings or load_settings(instance_path=app.instance_path)
+    logs.configure(settings.log.format, logging.INFO if serving else logging.WARNING)  # a command prints
     if settings.mode == "sandbox":
         from . import sandbox
 
@@ -141,23 +141,6 @@ def _serving() -> bool:
     """True under gunicorn or ``flask run``; False while another ``flask`` command loads the app."""
     context = click.get_current_context(silent=True)
     return context is None or context.info_name == "run"
-
-
-def _configure_logging(level: int) -> None:
-    root = logging.getLogger()
-    if not root.handlers:
-        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s [%(process)d] %(name)s:%(job)s %(message)s")
-        for handler in root.handlers:
-            handler.addFilter(_name_the_message)
-        for chatty in ("httpx", "httpx2", "urllib3"):  # one line per model call would drown the message lines
-            logging.getLogger(chatty).setLevel(logging.WARNING)
-
-
-def _name_the_message(record: logging.LogRecord) -> bool:
-    """Lines that agents and libraries log while a worker answers a message name that message (ours already do)."""
-    message_id = current_message.get()
-    record.job = f" message {tag(message_id)}:" if message_id and not record.name.startswith("whatsapp") else ""
-    return True
 
 
 def _load_agents(settings: Settings) -> dict[str, Agent]:

@@ -91,9 +91,18 @@ def receive() -> Response:
 
     for entry, new in zip(entries, created, strict=True):
         if new:
-            log.info("message %s: received from %s", tag(entry.id), mask(entry.sender))
+            log.info(
+                "message %s: received from %s",
+                tag(entry.id),
+                mask(entry.sender),
+                extra={"tag": tag(entry.id), "state": "received"},
+            )
         else:
-            log.info("message %s: duplicate delivery ignored", tag(entry.id))
+            log.info(
+                "message %s: duplicate delivery ignored",
+                tag(entry.id),
+                extra={"tag": tag(entry.id), "state": "received", "duplicate": True},
+            )
     metrics.RECEIVED.inc(sum(created))
     metrics.DUPLICATES.inc(len(created) - sum(created))
     for delivery in deliveries:

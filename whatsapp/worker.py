@@ -185,7 +185,13 @@ class Worker:
             log.error("could not claim from the store: %s", error)
             return None
         if job is not None:
-            log.info("message %s: claimed by %s (attempt %d)", tag(job.id), job.holder, job.attempts)
+            log.info(
+                "message %s: claimed by %s (attempt %d)",
+                tag(job.id),
+                job.holder,
+                job.attempts,
+                extra={"tag": tag(job.id), "state": "claimed", "attempt": job.attempts, "holder": job.holder},
+            )
         return job
 
     def _renew_leases(self) -> None:
@@ -251,7 +257,10 @@ class Worker:
                 self._wake.set()
 
     def _run(self, job: Job) -> None:
-        attempt = Attempt(number=job.attempts, holder=job.holder, claimed_at=time.time())
+        now = time.time()
+        attempt = Attempt(
+            job.attempts, job.holder, now, since_received=round(now - job.received_at, 6), state=job.state
+        )
         token = current_attempt.set(attempt)
         try:
             self._attempt(job, attempt)
