@@ -20,7 +20,7 @@ import redis
 
 from tests.redis_server import RedisServer
 from whatsapp.privacy import tag
-from whatsapp.store import Delivery, InboxEntry, Store, StoreUnavailable, open_store
+from whatsapp.store import Delivery, InboxEntry, Part, Store, StoreUnavailable, open_store
 from whatsapp.store.redis import RedisStore
 from whatsapp.store.sqlite import HISTORY_KEEP, SQLiteStore
 
@@ -344,6 +344,49 @@ def test_a_second_plan_of_the_same_slot_returns_the_first_plan_with_what_was_sen
         (1, 0, "15550001", "part one"),
         (1, 1, "15550001", "part two"),
     ]
+
+
+def test_a_rich_reply_part_keeps_its_message_object_through_a_resume(store):
+    store.record([entry("wamid.1")])
+    store.claim("worker:1:0", LONG)
+    buttons = {
+        "type": "interactive",
+        "interactive": {
+            "type": "button",
+            "body": {"text": "Which size? ✨"},
+            "action": {"buttons": [{"type": "reply", "reply": {"id": "s", "title": "Small"}}]},
+        },
+    }
+    planned = ["Here you go", Part("Which size? ✨\n[Small]", buttons)]
+    plan = store.plan_replies("wamid.1", 1, "US.13491208655302741918", "wamid.1", planned)
+    assert [(r.body, r.message) for r in plan] == [("Here you go", None), ("Which size? ✨\n[Small]", buttons)]
+    assert plan[0].payload() == {"type": "text", "text": {"preview_url": False, "body": "Here you go"}}
+    assert plan[1].payload() == buttons
+    store.mark_sent("wamid.1", 1, 0, "wamid.out.1")
+    resumed = store.plan_replies("wamid.1", 1, "US.13491208655302741918", "wamid.1", ["something else"])
+    assert [(r.wamid, r.recipient, r.payload()) for r in resumed] == [
+        ("wamid.out.1", "US.13491208655302741918", plan[0].payload()),
+        (None, "US.13491208655302741918", buttons),
+    ]
+    assert [r.message for r in store.get("wamid.1")["replies"]] == [None, buttons]
+
+
+def test_an_sqlite_store_made_before_rich_replies_gains_the_message_column(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TABLE replies (message_id TEXT NOT NULL, slot INTEGER NOT NULL, part INTEGER NOT NULL,"
+            " recipient TEXT NOT NULL, reply_to TEXT, body TEXT NOT NULL, wamid TEXT, sent_at REAL,"
+            " PRIMARY KEY (message_id, slot, part))"
+        )
+        db.execute("INSERT INTO replies VALUES ('wamid.old', 1, 0, '15550001', NULL, 'planned before', NULL, NULL)")
+    store = SQLiteStore(path)
+    [old] = store.plan_replies("wamid.old", 1, "15550001", None, ["ignored"])
+    assert (old.body, old.message) == ("planned before", None)
+    [new] = store.plan_replies("wamid.new", 1, "15550001", None, [Part("[reacted 👍]", {"type": "reaction"})])
+    assert new.message == {"type": "reaction"}
 
 
 # done / failed -------------------------------------------------------------------------------------------------

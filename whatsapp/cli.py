@@ -1,4 +1,4 @@
-"""``flask --app app whatsapp ...``: doctor, send, chat, replay."""
+"""``flask --app app whatsapp ...``: doctor, send, template, chat, replay."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from flask.cli import with_appcontext
 from .client import GraphAPIError
 from .config import Settings, how_to_set
 from .privacy import mask_secret
+from .replies import ReplyError, Template
 from .store import Store, StoreUnavailable
 from .story import failed, show
 
@@ -193,6 +194,28 @@ def recipient(text: str) -> str:
             param_hint="TO",
         )
     return digits
+
+
+@whatsapp.command()
+@click.argument("to")
+@click.argument("name")
+@click.argument("parameters", nargs=-1)
+@click.option("--language", default="en_US", show_default=True, help="The template's language code.")
+@with_appcontext
+def template(to: str, name: str, parameters: tuple[str, ...], language: str) -> None:
+    """Send the approved template NAME to TO, filling its body's {{1}}, {{2}}... with PARAMETERS.
+
+    Templates are the only messages WhatsApp delivers more than 24 hours after the customer last wrote.
+    """
+    handler = current_app.extensions["whatsapp"].handler
+    try:
+        handler.send_reply(to.lstrip("+"), Template(name, language, parameters))
+    except ReplyError as error:
+        raise click.BadParameter(str(error)) from None
+    except GraphAPIError as error:
+        hint = f" ({error.hint})" if error.hint else ""
+        raise click.ClickException(f"{error}{hint}") from None
+    click.echo(f"sent template {name} to {to}")
 
 
 @whatsapp.command()

@@ -38,6 +38,13 @@ _PERMANENT_CODES = frozenset(
     | set(range(132000, 132070))
     | {133010}
 )
+# What a person must know to act on a permanent error, added to the failed message's reason.
+_HINTS = {
+    131047: "more than 24 hours since the customer last wrote, so only an approved template can be sent "
+    "(flask --app app whatsapp template ...)",
+    131026: "the message could not be delivered (the number is not on WhatsApp or its app is too old)",
+    133010: "the business phone number is not registered with the Cloud API",
+}
 
 
 class GraphAPIError(Exception):
@@ -77,6 +84,11 @@ class GraphAPIError(Exception):
         if self.code in _PERMANENT_CODES:
             return False
         return self.status == 429 or self.status >= 500
+
+    @property
+    def hint(self) -> str | None:
+        """What the code means for the person operating the bot, when Meta's title does not say it plainly."""
+        return _HINTS.get(self.code) if self.code is not None else None
 
     @property
     def auth_failed(self) -> bool:

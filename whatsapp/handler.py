@@ -12,7 +12,7 @@ import base64
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import openai
@@ -26,7 +26,8 @@ from .formatting import format_reply
 from .messages import Message, parse_message
 from .privacy import clean, mask, tag
 from .questions import MEDIA_URL_PREFIX, Note, Notice, Question, QuestionBuilder, Transcriber, expects_answer
-from .store import Job, Store
+from .replies import RichReply, Text
+from .store import Job, Part, Reply, Store
 
 log = logging.getLogger("whatsapp.handler")
 
@@ -140,17 +141,33 @@ class AgentWhatsAppRequestHandler:
         Inside a job, the parts are recorded in the reply log before they are sent, and parts already sent by an
         earlier attempt are skipped. Outside a job (a CLI ``send``), they are simply sent.
         """
+        self._send_parts(to, format_reply(text), reply_to)
+
+    def send_reply(self, to: str, reply: RichReply, reply_to: str | None = None) -> None:
+        """Send a rich reply (buttons, a list, an image, a template...) to a customer, exactly once inside a job.
+
+        ``to`` is the customer's phone number or business-scoped user id; a :class:`~whatsapp.replies.Reaction`
+        without a ``message_id`` reacts to ``reply_to``. Text goes through :meth:`_send_message`.
+        """
+        if isinstance(reply, Text):
+            self._send_message(to, reply.text, reply_to)
+            return
+        self._send_parts(to, [Part(reply.summary(), reply.message(replying_to=reply_to))], reply_to)
+
+    def _send_parts(self, to: str, parts: Sequence[str | Part], reply_to: str | None) -> None:
+        """Send the parts of one reply (texts and rich replies), the first that can be threaded to ``reply_to``."""
         job = getattr(self._current, "job", None)
-        parts = format_reply(text)
         if job is None:
-            for n, part in enumerate(parts):
-                self.client.send_text(to, part, reply_to=reply_to if n == 0 else None)
+            planned = [_unlogged(n, to, reply_to, part) for n, part in enumerate(parts)]
+            for reply in planned:
+                self.client.send_message(to, reply.payload(), _threading(planned, reply))
             return
         slot, self._current.slot = getattr(self._current, "slot", None), None
         if slot is None:
             slot = self._current.next_slot
             self._current.next_slot += 1
-        for reply in self.store.plan_replies(job.id, slot, to, reply_to, parts):
+        planned = self.store.plan_replies(job.id, slot, to, reply_to, parts)
+        for reply in planned:
             if reply.wamid:
                 if attempt := current_attempt.get():
                     attempt.resumed = True
@@ -160,9 +177,7 @@ class AgentWhatsAppRequestHandler:
             self._typing_shown()
             started = time.monotonic()
             try:
-                wamid = self.client.send_text(
-                    reply.recipient, reply.body, reply_to=reply.reply_to if reply.part == 0 else None
-                )
+                wamid = self.client.send_message(reply.recipient, reply.payload(), _threading(planned, reply))
             except GraphAPIError as error:
                 metrics.GRAPH_SEND_ERRORS.labels(code=_graph_error_code(error)).inc()
                 raise
@@ -327,6 +342,19 @@ class AgentWhatsAppRequestHandler:
         return parts
 
 
+def _unlogged(n: int, to: str, reply_to: str | None, part: str | Part) -> Reply:
+    """A part sent outside a job (the command line), shaped like a reply-log entry."""
+    body, message = (part.body, part.message) if isinstance(part, Part) else (part, None)
+    return Reply(message_id="", slot=0, part=n, recipient=to, reply_to=reply_to, body=body, wamid=None, message=message)
+
+
+def _threading(planned: Sequence[Reply], reply: Reply) -> str | None:
+    """The message ``reply`` is threaded to: the customer's, for the first part that is not a reaction (a reaction
+    points at its message itself and carries no context)."""
+    first = next((r.part for r in planned if r.payload().get("type") != "reaction"), None)
+    return reply.reply_to if reply.part == first else None
+
+
 def customer_ids(message: Message) -> dict[str, str]:
     """The ids a webhook gave for the customer, kept in the session: the phone number (``wa_id``), the business-scoped
     user id and the username, when Meta sent them (a username customer may come with the user id alone)."""
@@ -355,4 +383,7 @@ def _graph_error_code(error: GraphAPIError) -> str:
 
 def describe(error: BaseException) -> str:
     """A short reason for logs and the inbox; never carries a secret (our errors don't hold any)."""
-    return f"{type(error).__name__}: {error}"[:300]
+    reason = f"{type(error).__name__}: {error}"
+    if isinstance(error, GraphAPIError) and error.hint:
+        reason = f"{reason} -- {error.hint}"
+    return reason[:400]

@@ -131,8 +131,8 @@ class FakeGraph(FakeServer):
         self.phone_number_id = phone_number_id
         self._cond = threading.Condition()
         self._calls: list[Recorded] = []
-        self._send_failures: deque[GraphFailure] = deque()
-        self._read_failures: deque[GraphFailure] = deque()
+        self._send_failures: deque[GraphFailure | None] = deque()  # None lets one call through
+        self._read_failures: deque[GraphFailure | None] = deque()
         self._media: dict[str, FakeMedia] = {}
         self._expired_media: set[str] = set()
         self._counter = itertools.count(1)
@@ -171,17 +171,19 @@ class FakeGraph(FakeServer):
         details: str | None = None,
         raw: bytes | None = None,
         reads: bool = False,
+        after: int = 0,
     ) -> None:
         """Answer the next ``n`` sends (or mark-reads, with ``reads=True``) with this error instead.
 
         ``code`` defaults from the status (429 -> 130429, 500 -> 131000, 503 -> 131016, 401 -> 190, else 100).
+        ``after`` lets that many calls through first (fail the third part of a reply: ``after=2``).
         """
         code = code if code is not None else _CODE_FOR_STATUS.get(status, 100)
         if message is not None and not message.startswith("("):
             message = f"(#{code}) {message}"
         failure = GraphFailure(status, code, message or "", subcode, details, retry_after, raw)
         with self._cond:
-            (self._read_failures if reads else self._send_failures).extend([failure] * n)
+            (self._read_failures if reads else self._send_failures).extend([None] * after + [failure] * n)
 
     def reset(self) -> None:
         """Forget recorded calls and pending failures; registered media stay."""

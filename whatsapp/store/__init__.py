@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import DELIVERY_RANK, OPEN_STATES, Delivery, InboxEntry, Job, Reply, Store, StoreUnavailable
+from .base import DELIVERY_RANK, OPEN_STATES, Delivery, InboxEntry, Job, Part, Reply, Store, StoreUnavailable
 
 __all__ = [
     "DELIVERY_RANK",
@@ -10,6 +10,7 @@ __all__ = [
     "Delivery",
     "InboxEntry",
     "Job",
+    "Part",
     "Reply",
     "Store",
     "StoreUnavailable",

@@ -62,8 +62,23 @@ class Reply:
     part: int
     recipient: str
     reply_to: str | None
-    body: str
+    body: str  # a text part's text, or what a person reads of a rich reply (buttons, an image...)
     wamid: str | None  # set once Graph accepted the part
+    message: dict[str, Any] | None = None  # a rich reply's Graph message object; None for a text part
+
+    def payload(self) -> dict[str, Any]:
+        """The message object to send: the rich reply as planned, or the text part."""
+        if self.message is not None:
+            return self.message
+        return {"type": "text", "text": {"preview_url": False, "body": self.body}}
+
+
+@dataclass(frozen=True)
+class Part:
+    """A rich reply part to plan: what a person reads of it, and the Graph message object (``{"type": ...}``)."""
+
+    body: str
+    message: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -124,9 +139,12 @@ class Store(ABC):
 
     @abstractmethod
     def plan_replies(
-        self, message_id: str, slot: int, recipient: str, reply_to: str | None, bodies: Sequence[str]
+        self, message_id: str, slot: int, recipient: str, reply_to: str | None, bodies: Sequence[str | Part]
     ) -> list[Reply]:
-        """Record the parts of a reply before sending; if the slot was planned already, return that plan."""
+        """Record the parts of a reply before sending; if the slot was planned already, return that plan.
+
+        A part is a text (sent as a text message) or a :class:`Part` (a rich reply, its message object kept as JSON).
+        """
 
     @abstractmethod
     def mark_sent(self, message_id: str, slot: int, part: int, wamid: str) -> None:

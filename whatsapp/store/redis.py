@@ -50,7 +50,7 @@ import redis
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
-from .base import DELIVERY_RANK, OPEN_STATES, Delivery, InboxEntry, Job, Reply, Store, StoreUnavailable
+from .base import DELIVERY_RANK, OPEN_STATES, Delivery, InboxEntry, Job, Part, Reply, Store, StoreUnavailable
 from .sqlite import HISTORY_KEEP  # one bound for every store
 
 log = logging.getLogger("whatsapp.store")
@@ -500,9 +500,9 @@ class RedisStore(Store):
         )
 
     def plan_replies(
-        self, message_id: str, slot: int, recipient: str, reply_to: str | None, bodies: Sequence[str]
+        self, message_id: str, slot: int, recipient: str, reply_to: str | None, bodies: Sequence[str | Part]
     ) -> list[Reply]:
-        parts = [json.dumps({"recipient": recipient, "reply_to": reply_to, "body": body}) for body in bodies]
+        parts = [json.dumps({"recipient": recipient, "reply_to": reply_to, **_planned(body)}) for body in bodies]
         flat = self._run("plan_replies", message_id, slot, *parts)
         return [_reply(message_id, slot, n, flat[2 * n], flat[2 * n + 1]) for n in range(len(flat) // 2)]
 
@@ -733,6 +733,13 @@ def _delivery(wamid: str, data: bytes | str, message_id: bytes | str | None = No
     )
 
 
+def _planned(part: str | Part) -> dict[str, Any]:
+    """A planned part's JSON fields: the body, and a rich reply's message object (absent for text)."""
+    if isinstance(part, Part):
+        return {"body": part.body, "message": part.message}
+    return {"body": part}
+
+
 def _reply(message_id: str, slot: int, part: int, planned: bytes | str, wamid: bytes | str | None) -> Reply:
     fields = json.loads(planned)
     return Reply(
@@ -743,4 +750,5 @@ def _reply(message_id: str, slot: int, part: int, planned: bytes | str, wamid: b
         reply_to=fields["reply_to"],
         body=fields["body"],
         wamid=_text(wamid) if wamid is not None else None,
+        message=fields.get("message"),
     )

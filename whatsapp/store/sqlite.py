@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .base import DELIVERY_RANK, OPEN_STATES, Delivery, InboxEntry, Job, Reply, Store, StoreUnavailable
+from .base import DELIVERY_RANK, OPEN_STATES, Delivery, InboxEntry, Job, Part, Reply, Store, StoreUnavailable
 
 HISTORY_KEEP = 400  # turns kept per sender; the agent trims further to its token budget
 
@@ -53,6 +53,7 @@ CREATE TABLE IF NOT EXISTS replies (
     body TEXT NOT NULL,
     wamid TEXT,
     sent_at REAL,
+    message TEXT,
     PRIMARY KEY (message_id, slot, part)
 );
 CREATE TABLE IF NOT EXISTS history (
@@ -129,9 +130,22 @@ class SQLiteStore(Store):
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._connection().executescript(_SCHEMA + _OPERATIONS_SCHEMA)
+            db = self._connection()
+            db.executescript(_SCHEMA + _OPERATIONS_SCHEMA)
+            self._add_missing_columns(db)
         except sqlite3.Error as error:
             raise StoreUnavailable(f"SQLite store {self.path}: {error}") from error
+
+    @staticmethod
+    def _add_missing_columns(db: sqlite3.Connection) -> None:
+        """A store made by an earlier version lacks replies.message (rich replies); add it, NULL meaning text."""
+        columns = {row["name"] for row in db.execute("PRAGMA table_info(replies)")}
+        if "message" not in columns:
+            try:
+                db.execute("ALTER TABLE replies ADD COLUMN message TEXT")
+            except sqlite3.OperationalError as error:  # another process added it first
+                if "duplicate column" not in str(error):
+                    raise
 
     @classmethod
     def from_url(cls, url: str) -> SQLiteStore:
@@ -349,7 +363,7 @@ class SQLiteStore(Store):
             )
 
     def plan_replies(
-        self, message_id: str, slot: int, recipient: str, reply_to: str | None, bodies: Sequence[str]
+        self, message_id: str, slot: int, recipient: str, reply_to: str | None, bodies: Sequence[str | Part]
     ) -> list[Reply]:
         with self._write() as db:
             exists = db.execute(
@@ -357,8 +371,9 @@ class SQLiteStore(Store):
             ).fetchone()
             if not exists:
                 db.executemany(
-                    "INSERT INTO replies (message_id, slot, part, recipient, reply_to, body) VALUES (?, ?, ?, ?, ?, ?)",
-                    [(message_id, slot, n, recipient, reply_to, body) for n, body in enumerate(bodies)],
+                    "INSERT INTO replies (message_id, slot, part, recipient, reply_to, body, message)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [(message_id, slot, n, recipient, reply_to, *_planned(body)) for n, body in enumerate(bodies)],
                 )
             rows = db.execute(
                 "SELECT * FROM replies WHERE message_id = ? AND slot = ? ORDER BY part", (message_id, slot)
@@ -560,6 +575,13 @@ def _delivery(row: sqlite3.Row) -> Delivery:
     )
 
 
+def _planned(part: str | Part) -> tuple[str, str | None]:
+    """The body and message columns of a planned part (message NULL for text)."""
+    if isinstance(part, Part):
+        return part.body, json.dumps(part.message, ensure_ascii=False)
+    return part, None
+
+
 def _reply(row: sqlite3.Row) -> Reply:
     return Reply(
         message_id=row["message_id"],
@@ -569,4 +591,5 @@ def _reply(row: sqlite3.Row) -> Reply:
         reply_to=row["reply_to"],
         body=row["body"],
         wamid=row["wamid"],
+        message=json.loads(row["message"]) if row["message"] else None,
     )
