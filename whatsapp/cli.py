@@ -207,9 +207,10 @@ def template(to: str, name: str, parameters: tuple[str, ...], language: str) -> 
 
     Templates are the only messages WhatsApp delivers more than 24 hours after the customer last wrote.
     """
+    customer = recipient(to)
     handler = current_app.extensions["whatsapp"].handler
     try:
-        handler.send_reply(to.lstrip("+"), Template(name, language, parameters))
+        handler.send_reply(customer, Template(name, language, parameters))
     except ReplyError as error:
         raise click.BadParameter(str(error)) from None
     except GraphAPIError as error:
