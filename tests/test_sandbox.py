@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import multiprocessing
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -265,3 +266,29 @@ def test_with_credentials_none_of_the_sandbox_is_mounted(tmp_path):
     assert web.get("/sandbox/graph/v24.0/123").status_code == 404
     assert web.get("/sandbox/api/customers").status_code == 404
     assert "sandbox" not in app.extensions
+
+
+@pytest.fixture
+def shop_sandbox(tmp_path) -> Iterator[Service]:
+    service = start_sandbox(tmp_path, AK_WHATSAPP__AGENT="shop")
+    yield service
+    service.stop()
+
+
+def test_each_model_request_of_a_message_is_kept_for_the_inspector(shop_sandbox, simulator):
+    """The shop agent on the offline model: a tool call with its arguments, its result, and a handoff."""
+    customer = simulator(shop_sandbox)
+    first = customer.say("order status 1001")
+    customer.wait_for_replies(1)
+    second = customer.say("a question about billing")
+    customer.wait_for_replies(2)
+    requests_of = {wamid: [e for e in customer.events("model") if e["wamid"] == wamid] for wamid in (first, second)}
+    asked, told = requests_of[first]
+    assert asked["tools"] == ["order_status", "transfer_to_billing"]
+    [call] = asked["answer"]["tool_calls"]
+    assert (call["name"], json.loads(call["arguments"])) == ("order_status", {"order_id": "1001"})
+    assert told["tool_results"] == [{"tool_call_id": call["id"], "content": "Order 1001 is being packed."}]
+    assert told["answer"]["content"].startswith("The order_status tool says: Order 1001 is being packed.")
+    handing, billing = requests_of[second]
+    assert [c["name"] for c in handing["answer"]["tool_calls"]] == ["transfer_to_billing"]
+    assert billing["tools"] == ["invoice_total", "refund_policy", "transfer_to_shop"]

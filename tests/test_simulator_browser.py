@@ -2,7 +2,8 @@
 
 A customer types, watches "typing…" come and go, taps an interactive button and sends a photo, against gunicorn
 started with no AK_* variable; the model is the local OpenAI fake so that it can be held while the page is watched.
-With ``SAVE_SCREENSHOT=1`` the final screen is saved to ``docs/simulator.png`` (the README's picture).
+README's walk-through runs with the offline model, and its final screen is the README's picture
+(``SAVE_SCREENSHOT=1`` saves it to ``docs/simulator.png``).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pytest
 from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service as DriverService
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -204,8 +206,50 @@ def test_a_customer_chats_with_the_bot_in_the_browser(sandbox, model, browser, c
     wait(driver, "the answer after the photo", lambda d: bubble_with(d, "theirs", "Tomorrow too"))
     wait(driver, "the newest message in view", lambda d: below_the_view(d) < 2, timeout=5)
 
-    if os.environ.get("SAVE_SCREENSHOT") == "1":
-        _save_screenshot(driver, SCREENSHOT)
+
+# README's first walk-through, word for word: the shop agent, the offline model, a tool call and a handoff.
+WALK_THROUGH_AGENT = "AK_WHATSAPP__AGENT=shop ./scripts/start"
+WALK_THROUGH = ("order status 1001", "a question about billing")
+
+
+def test_the_readme_walk_through_shows_the_tool_call_and_the_handoff_in_the_inspector(browser, tmp_path):
+    """No model and no customer set up: what a newcomer does first. With ``SAVE_SCREENSHOT=1`` the final screen is
+    saved to ``docs/simulator.png``, the README's picture."""
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert WALK_THROUGH_AGENT in readme and all(f'ask "{text}"' in readme for text in WALK_THROUGH)
+    sandbox = start_sandbox(tmp_path, AK_WHATSAPP__AGENT="shop")
+    try:
+        driver = browser
+        driver.get(sandbox.url + "/simulator")
+        wait(driver, "a customer selected", lambda d: "you are" in d.find_element(By.ID, "me").text)
+        inspector = driver.find_element(By.ID, "inspector-body")
+
+        driver.find_element(By.ID, "composer").send_keys(WALK_THROUGH[0], Keys.ENTER)
+        wait(driver, "the order's status", lambda d: bubble_with(d, "theirs", "Order 1001 is being packed"))
+        wait(driver, "the tool call in the inspector", lambda d: "tool call order_status" in inspector.text)
+        text = inspector.text
+        assert 'tool call order_status(order_id="1001")' in text
+        assert "order_status returned: Order 1001 is being packed." in text
+        assert "agent and model (2 requests)" in text.lower()  # headings are shown in capitals
+
+        driver.find_element(By.ID, "composer").send_keys(WALK_THROUGH[1], Keys.ENTER)
+        wait(driver, "the billing agent", lambda d: bubble_with(d, "theirs", "now talking to the billing agent"))
+        wait(driver, "the handoff in the inspector", lambda d: "handoff to billing" in inspector.text)
+        assert "offered: invoice_total, refund_policy, transfer_to_shop" in inspector.text  # billing's own tools
+
+        # Clicking my first message shows its story again.
+        bubble_with(driver, "mine", WALK_THROUGH[0]).click()
+        wait(driver, "the first message inspected", lambda d: "tool call order_status" in inspector.text)
+        assert "handoff to billing" not in inspector.text
+        bubble_with(driver, "mine", WALK_THROUGH[1]).click()
+        wait(driver, "the second message inspected", lambda d: "handoff to billing" in inspector.text)
+        bubble_with(driver, "mine", WALK_THROUGH[0]).click()  # the picture shows the tool call
+        wait(driver, "the first message inspected again", lambda d: "tool call order_status" in inspector.text)
+        ActionChains(driver).move_to_element(driver.find_element(By.ID, "business-name")).perform()
+        if os.environ.get("SAVE_SCREENSHOT") == "1":
+            _save_screenshot(driver, SCREENSHOT)
+    finally:
+        sandbox.stop()
 
 
 def below_the_view(driver: WebDriver) -> float:
@@ -281,7 +325,7 @@ def test_the_simulator_fits_wide_narrow_and_phone_windows(sandbox, model, browse
 
 
 def _save_screenshot(driver: WebDriver, path: Path) -> None:
-    driver.set_window_size(1440, 1300)
+    driver.set_window_size(1440, 1000)
     driver.execute_script("const m = document.getElementById('messages'); m.scrollTop = m.scrollHeight")
     driver.execute_script("document.activeElement.blur()")
     path.parent.mkdir(parents=True, exist_ok=True)

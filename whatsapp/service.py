@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,7 +78,8 @@ def create_app(
 
         app.register_blueprint(home_bp)
     handler_class = handler or _handler_class(settings)
-    runner, transcribe = _model(settings)
+    watch = app.extensions["sandbox"].watch_model if settings.mode == "sandbox" else None
+    runner, transcribe = _model(settings, watch)
     job_handler = handler_class(
         settings=settings, store=store, client=client, runner=runner, agents=agents, transcribe=transcribe
     )
@@ -193,11 +195,15 @@ def _failure(error: Exception) -> str:
     return f"{type(error).__name__}{': ' + text if text else ''}{line}"
 
 
-def _model(settings: Settings) -> tuple[ChatRunner, Transcriber]:
-    """The real model through the ``openai`` SDK; the offline demonstration model when none is configured."""
+def _model(settings: Settings, watch: Callable[[Any], Any] | None = None) -> tuple[ChatRunner, Transcriber]:
+    """The real model through the ``openai`` SDK; the offline demonstration model when none is configured.
+
+    ``watch`` wraps the model client (the sandbox keeps each request for the simulator's inspector).
+    """
     config = settings.openai
+    watch = watch or (lambda model: model)
     if not (config.api_key or config.base_url):
-        return ChatRunner(OfflineModel(), config.model, config.max_steps), _offline_transcript
+        return ChatRunner(watch(OfflineModel()), config.model, config.max_steps), _offline_transcript
     client = openai.OpenAI(
         api_key=config.api_key or "no-key-needed",
         base_url=config.base_url,
@@ -209,7 +215,7 @@ def _model(settings: Settings) -> tuple[ChatRunner, Transcriber]:
         result = client.audio.transcriptions.create(model=config.transcription_model, file=(filename, audio, mime_type))
         return result.text
 
-    return ChatRunner(ChatCompletions(client), config.model, config.max_steps), transcribe
+    return ChatRunner(watch(ChatCompletions(client)), config.model, config.max_steps), transcribe
 
 
 class ChatCompletions:

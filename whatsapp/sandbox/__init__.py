@@ -16,11 +16,13 @@ import shlex
 import socket
 import sys
 from dataclasses import dataclass, replace
+from typing import Any
 
 from flask import Flask
 
 from ..client import GraphClient
 from ..config import Settings
+from .model import RecordedModel
 from .payloads import PHONE_NUMBER_ID
 from .records import Records
 from .transport import WsgiAdapter
@@ -43,6 +45,10 @@ class Sandbox:
 
     records: Records
     client: GraphClient
+
+    def watch_model(self, model: Any) -> RecordedModel:
+        """``model`` with each request kept for the simulator's inspector."""
+        return RecordedModel(model, self.records)
 
 
 _opened: dict[str, Records] = {}

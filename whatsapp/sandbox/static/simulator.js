@@ -188,14 +188,17 @@ function conversation() {
   const calls = [];
   let readUpTo = -1;
   for (const event of state.events) {
-    if (event.kind === "inbound") {
+    if (event.kind === "model") {
+      const item = byId.get(event.wamid);
+      if (item) item.model.push(event);
+    } else if (event.kind === "inbound") {
       const message = event.message;
       if (message.type === "reaction") {
         const target = byId.get(message.reaction.message_id);
         if (target) target.customerReaction = message.reaction.emoji || null;
       }
       const item = {mine: true, wamid: event.wamid, seq: event.seq, at: event.at, message, webhook: event.webhook,
-        ack: null, hidden: message.type === "reaction"};
+        ack: null, hidden: message.type === "reaction", model: []};
       items.push(item);
       byId.set(item.wamid, item);
     } else if (event.kind === "ack") {
@@ -627,6 +630,8 @@ function renderInspector(items, byId, calls) {
   }
   parts.push(table);
 
+  parts.push(...renderModel(item.model));
+
   parts.push(el("h3", "", "Webhook"));
   const post = el("div", "muted");
   post.textContent = `POST ${item.ack ? item.ack.url : "/whatsapp/webhook"}` + (item.ack && item.ack.via ? ` (${item.ack.via})` : "");
@@ -651,6 +656,61 @@ function renderInspector(items, byId, calls) {
   const open = new Set([...body.querySelectorAll("details[open] summary .path")].map((s) => s.textContent));
   body.replaceChildren(...parts);
   body.querySelectorAll("details summary .path").forEach((s) => { if (open.has(s.textContent)) s.closest("details").open = true; });
+}
+
+const HANDOFF = "transfer_to_";
+
+function shortArguments(text) {
+  try {
+    const args = JSON.parse(text || "{}");
+    return Object.entries(args).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(", ");
+  } catch (error) {
+    return text;
+  }
+}
+
+// What the agents asked the model while answering the message: each request, the tool calls it answered with (and
+// their results, which open the next request), the handoffs, and the final words.
+function renderModel(requests) {
+  const parts = [el("h3", "", `Agent and model (${requests.length} request${requests.length === 1 ? "" : "s"})`)];
+  if (!requests.length) {
+    parts.push(el("p", "muted", "No model request for this message (yet)."));
+    return parts;
+  }
+  const named = new Map();
+  const steps = el("ol", "steps");
+  requests.forEach((request, n) => {
+    for (const result of request.tool_results || []) {
+      const name = named.get(result.tool_call_id) || "tool";
+      if (name.startsWith(HANDOFF)) continue;
+      steps.append(el("li", "step result", `${name} returned: ${result.content ?? ""}`));
+    }
+    const step = el("li", "step request");
+    const line = el("div");
+    line.append(el("span", `badge${request.error ? " bad" : ""}`, `#${n + 1}`));
+    line.append(el("span", "", ` ${request.model} · ${request.messages} messages · ${ms(request.ms)}`));
+    step.append(line);
+    if (request.tools && request.tools.length) step.append(el("div", "muted", `offered: ${request.tools.join(", ")}`));
+    if (request.error) step.append(el("div", "error", request.error));
+    const answer = request.answer || {};
+    for (const call of answer.tool_calls || []) {
+      named.set(call.id, call.name);
+      const text = call.name.startsWith(HANDOFF)
+        ? `handoff to ${call.name.slice(HANDOFF.length)}`
+        : `tool call ${call.name}(${shortArguments(call.arguments)})`;
+      step.append(el("div", call.name.startsWith(HANDOFF) ? "handoff" : "tool-call", text));
+    }
+    if (answer.content) step.append(el("div", "answer", `answer: ${answer.content}`));
+    const details = el("details", "call");
+    const summaryLine = el("summary");
+    summaryLine.append(el("span", "path", `model request #${n + 1}: what was sent and answered`));
+    details.append(summaryLine);
+    details.append(jsonBlock(request));
+    step.append(details);
+    steps.append(step);
+  });
+  parts.push(steps);
+  return parts;
 }
 
 // ---------------------------------------------------------------------------------------------------------------
