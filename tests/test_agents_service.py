@@ -133,7 +133,7 @@ def test_turn_cost_stays_flat_as_the_conversation_grows(start_service, fakes):
     )
     for turn in range(1, 501):
         text = f"Turn {turn}: tell me something about the number {turn} please."
-        service.post(wh.webhook(wh.text_message(text, timestamp=str(1_700_000_000 + turn))))
+        service.post(wh.webhook(wh.text_message(text, timestamp=str(wh.RECENT + turn))))
     graph.wait_for_texts(500, timeout=180)
     sizes = {turn: len(json.dumps(model.chat_requests()[turn - 1])) for turn in (1, 50, 500)}
     print(f"request bytes at turn 1: {sizes[1]}, turn 50: {sizes[50]}, turn 500: {sizes[500]}")

@@ -90,23 +90,23 @@ def test_cli_send_to_a_bsuid_uses_recipient(tmp_path, fakes):
 
 def test_only_messages_that_get_an_answer_show_typing(service, fakes):
     graph, model = fakes
-    first = wh.text_message("first", timestamp="1700000000")
+    first = wh.text_message("first", timestamp=str(wh.RECENT + 0))
     call_permission = wh.message(
         "interactive",
         {
             "type": "call_permission_reply",
             "call_permission_reply": {"response": "accept", "is_permanent": False, "response_source": "user_action"},
         },
-        timestamp="1700000006",
+        timestamp=str(wh.RECENT + 6),
     )
     quiet = [
-        wh.reaction_message(first["id"], "👍", timestamp="1700000002"),
-        wh.revoke_message(first["id"], timestamp="1700000003"),
-        wh.system_message("User changed number", timestamp="1700000004"),
-        wh.reaction_message(first["id"], None, timestamp="1700000005"),
+        wh.reaction_message(first["id"], "👍", timestamp=str(wh.RECENT + 2)),
+        wh.revoke_message(first["id"], timestamp=str(wh.RECENT + 3)),
+        wh.system_message("User changed number", timestamp=str(wh.RECENT + 4)),
+        wh.reaction_message(first["id"], None, timestamp=str(wh.RECENT + 5)),
         call_permission,
     ]
-    last = wh.text_message("last", timestamp="1700000009")
+    last = wh.text_message("last", timestamp=str(wh.RECENT + 9))
     for message in (first, *quiet, last):
         assert service.post(wh.webhook(message)).status_code == 200
     graph.wait_for_texts(2)
@@ -120,9 +120,9 @@ def test_only_messages_that_get_an_answer_show_typing(service, fakes):
 def test_a_flows_answers_reach_the_agent_and_stay_in_history(service, fakes):
     graph, model = fakes
     answers = {"flow_token": "f-1", "name": "Ada", "size": "Large", "extras": ["candles", "card"], "guests": 12}
-    service.post(wh.webhook(wh.nfm_reply(json.dumps(answers), timestamp="1700000000")))
+    service.post(wh.webhook(wh.nfm_reply(json.dumps(answers), timestamp=str(wh.RECENT + 0))))
     graph.wait_for_texts(1)
-    service.post(wh.webhook(wh.text_message("what size did I pick?", timestamp="1700000010")))
+    service.post(wh.webhook(wh.text_message("what size did I pick?", timestamp=str(wh.RECENT + 10))))
     graph.wait_for_texts(2)
     form = (
         "[The customer completed a form and answered:]\n"

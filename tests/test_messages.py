@@ -670,3 +670,19 @@ def test_new_wamids_are_unique_and_shaped_like_meta():
     ids = {fk.new_wamid() for _ in range(500)}
     assert len(ids) == 500
     assert all(i.startswith("wamid.HBgL") for i in ids)
+
+
+def test_padding_in_a_change_is_not_copied_into_each_of_its_messages():
+    payload = fk.webhook(*[fk.text_message(f"message {n}") for n in range(20)])
+    value = payload["entry"][0]["changes"][0]["value"]
+    value["metadata"]["padding"] = "x" * (3 * 1024 * 1024)
+    value["contacts"][0]["padding"] = "y" * 1024
+    value["contacts"][0]["profile"]["padding"] = "z" * 1024
+    value["messaging_product"] = "w" * 1024
+    messages = parse_webhook(payload).messages
+    assert len(messages) == 20
+    assert sum(len(json.dumps(message.value)) for message in messages) < 20 * 400
+    first = messages[0]
+    assert first.value["metadata"] == {"display_phone_number": fk.DISPLAY_NUMBER, "phone_number_id": fk.PHONE_NUMBER_ID}
+    assert first.value["contacts"] == [{"wa_id": fk.DEFAULT_SENDER, "profile": {"name": "Kerry Fisher"}}]
+    assert parse_message(first.raw, first.value).profile_name == "Kerry Fisher"

@@ -77,7 +77,7 @@ def test_one_customers_messages_sent_alternately_to_two_instances_are_answered_i
     graph, model = fakes
     a, b = instance("a"), instance("b")
     model.hold_first()  # the first answer is slow: the others must wait for it, on either instance
-    messages = [wh.text_message(f"question {n}", timestamp=str(1_700_000_000 + n)) for n in range(3)]
+    messages = [wh.text_message(f"question {n}", timestamp=str(wh.RECENT + n)) for n in range(3)]
     for service, message in zip((a, b, a), messages, strict=True):
         assert service.post(wh.webhook(message)).status_code == 200
     model.wait_for_requests(1)

@@ -100,6 +100,8 @@ class AgentWhatsAppRequestHandler:
         """Whether a later attempt may succeed (a timeout, a 5xx, a rate limit) rather than fail the same way."""
         if isinstance(error, GraphAPIError):
             return error.retryable
+        if isinstance(error, UnicodeError):  # the same text fails the same way every time
+            return False
         if isinstance(error, openai.APIStatusError):
             return error.status_code in (408, 409, 429) or error.status_code >= 500
         if isinstance(error, openai.APIConnectionError):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
 import time
 
@@ -18,7 +17,7 @@ from flask import Blueprint, Response, current_app, request
 
 from . import metrics
 from .bodies import BodyTooLarge, request_body
-from .messages import Webhook, parse_webhook
+from .messages import Webhook, load_json, parse_webhook
 from .privacy import clean, mask, tag
 from .store import Delivery, InboxEntry, Store, StoreUnavailable
 
@@ -71,7 +70,7 @@ def receive() -> Response:
             return _text("invalid signature", 403)
 
     try:
-        payload = json.loads(body)
+        payload = load_json(body)
     except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
         log.warning("webhook refused: the body is not JSON (%d bytes)", len(body))
         return _text("invalid JSON", 400)
@@ -80,7 +79,8 @@ def receive() -> Response:
         return _text("JSON must be an object", 400)
 
     update = parse_webhook(payload)
-    entries = _inbox_entries(update, service.settings.whatsapp.phone_number_id)
+    settings = service.settings
+    entries = _inbox_entries(update, settings.whatsapp.phone_number_id, settings.store.retention_days)
     try:
         created = _record(service.store, entries)
         deliveries = _deliveries(update, service.settings.whatsapp.phone_number_id)
@@ -143,9 +143,10 @@ def _record(store: Store, entries: list[InboxEntry]) -> list[bool]:
     return created
 
 
-def _inbox_entries(update: Webhook, phone_number_id: str | None) -> list[InboxEntry]:
+def _inbox_entries(update: Webhook, phone_number_id: str | None, retention_days: float) -> list[InboxEntry]:
     entries = []
     received_at = time.time()
+    oldest = received_at - retention_days * 86400
     for message in update.messages:
         if phone_number_id and message.phone_number_id != phone_number_id:
             log.info(
@@ -159,6 +160,15 @@ def _inbox_entries(update: Webhook, phone_number_id: str | None) -> list[InboxEn
             continue
         if not message.sender:
             log.warning("message %s: has neither 'from' nor 'from_user_id'; ignored", tag(message.id))
+            continue
+        if 0 < message.timestamp < oldest:
+            # Past the dedupe window its id is forgotten: a replay of a signed old delivery would be answered again.
+            log.warning(
+                "message %s: sent %.1f days ago, before the retention window of %g days; dropped",
+                tag(message.id),
+                (received_at - message.timestamp) / 86400,
+                retention_days,
+            )
             continue
         payload = {"message": message.raw, "value": message.value}
         entries.append(

@@ -34,6 +34,11 @@ DEFAULT_USER_ID = "US.13491208655302741918"
 DEFAULT_CATALOG_ID = "194836987003835"
 
 
+#: An hour before the tests started: ordered timestamps count from it (``str(RECENT + n)``). A fixed date would
+#: fall out of the retention window, and the service drops a message sent before it.
+RECENT = int(time.time()) - 3600
+
+
 def new_wamid(sender: str = DEFAULT_SENDER) -> str:
     """A unique id shaped like Meta's: ``wamid.`` + base64 of a small protobuf naming the chat and a random id."""
     chat = sender.encode()[:120]

@@ -37,7 +37,7 @@ def test_one_customers_messages_keep_their_order_while_another_customer_is_not_h
     graph, model = fakes
     service = start_service(workers=3, threads=8)
     model.hold_first()  # Ada's first question is slow
-    ada = [wh.text_message(f"question {n}", sender=ADA, timestamp=str(1_700_000_000 + n)) for n in range(5)]
+    ada = [wh.text_message(f"question {n}", sender=ADA, timestamp=str(wh.RECENT + n)) for n in range(5)]
     assert service.post(wh.webhook(ada[0])).status_code == 200
     model.wait_for_requests(1)
     # The rest arrive out of order and all at once, while her first one is held: Meta's timestamp decides.

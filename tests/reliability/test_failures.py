@@ -192,8 +192,8 @@ def test_a_poison_message_fails_after_its_budget_with_an_apology_and_later_messa
 ):
     graph, model = fakes
     service = start_service(**poison_environment, **QUICK_RETRIES)
-    poison = wh.text_message("poison", sender=ADA, timestamp="1700000000")
-    after = wh.text_message("and now?", sender=ADA, timestamp="1700000001")
+    poison = wh.text_message("poison", sender=ADA, timestamp=str(wh.RECENT + 0))
+    after = wh.text_message("and now?", sender=ADA, timestamp=str(wh.RECENT + 1))
     assert service.post(wh.webhook(poison)).status_code == 200
     assert service.post(wh.webhook(after)).status_code == 200
     assert service.post(wh.webhook(wh.text_message("hello", sender=BOB))).status_code == 200
@@ -214,8 +214,8 @@ def test_a_message_that_kills_its_worker_every_time_fails_after_its_budget_and_l
 ):
     graph, model = fakes
     service = start_service(**poison_environment, AK_WORKER__MAX_ATTEMPTS="2")
-    crash = wh.text_message("crash", sender=ADA, timestamp="1700000000")
-    after = wh.text_message("still there?", sender=ADA, timestamp="1700000001")
+    crash = wh.text_message("crash", sender=ADA, timestamp=str(wh.RECENT + 0))
+    after = wh.text_message("still there?", sender=ADA, timestamp=str(wh.RECENT + 1))
     # One batch, as Meta sends them. The worker may die before its 200 is written: Meta then redelivers.
     assert deliver_like_meta(service, wh.webhook(crash, after)) == 200
 

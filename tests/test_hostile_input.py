@@ -1,0 +1,45 @@
+"""Webhooks an attacker (or a replay) could send, through the real service: each is answered 200, costs nothing
+more than its due, and is never retried into a loop."""
+
+from __future__ import annotations
+
+import time
+
+from tests.fakes import webhooks as wh
+from tests.service import APP_SECRET
+from tests.test_service import user_texts
+from whatsapp.handler import AgentWhatsAppRequestHandler
+
+DAY = 86400
+
+
+def test_a_lone_surrogate_is_replaced_at_parse_time_and_the_message_answered_once(service, fakes):
+    graph, model = fakes
+    message = wh.text_message("PLACEHOLDER")
+    body = wh.dumps(wh.webhook(message)).replace(b"PLACEHOLDER", b"broken \\ud800 half, whole \\ud83d\\ude00")
+    headers = {"Content-Type": "application/json", "X-Hub-Signature-256": wh.sign(body, APP_SECRET)}
+    assert service.http.post(service.url + "/whatsapp/webhook", data=body, headers=headers).status_code == 200
+    [reply] = graph.wait_for_texts(1)
+    assert reply["body"] == "You said: broken \ufffd half, whole 😀"
+    [request] = model.chat_requests()
+    assert user_texts(request) == ["broken \ufffd half, whole 😀"]
+    assert "retrying" not in service.logs()
+
+
+def test_a_unicode_error_is_never_retried():
+    assert not AgentWhatsAppRequestHandler.is_transient(UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogate"))
+    assert not AgentWhatsAppRequestHandler.is_transient(UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid"))
+
+
+def test_a_message_sent_before_the_retention_window_is_logged_and_dropped(start_service, fakes):
+    graph, model = fakes
+    service = start_service(AK_STORE__RETENTION_DAYS="2")
+    replayed = wh.text_message("an old message, replayed", timestamp=str(int(time.time()) - 3 * DAY))
+    fresh = wh.text_message("a new one")
+    assert service.post(wh.webhook(replayed, fresh)).status_code == 200
+    [reply] = graph.wait_for_texts(1)
+    assert reply["body"] == "You said: a new one"
+    service.wait_until_idle()
+    assert service.health()["store"]["messages"]["done"] == 1
+    assert "sent 3.0 days ago, before the retention window of 2 days; dropped" in service.logs()
+    assert len(graph.sent_texts()) == 1
