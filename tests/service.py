@@ -67,6 +67,7 @@ def base_environment(graph_url: str, openai_url: str, database: Path) -> dict[st
             "AK_WHATSAPP__APP_SECRET": APP_SECRET,
             "AK_WHATSAPP__PHONE_NUMBER_ID": webhooks.PHONE_NUMBER_ID,
             "AK_WHATSAPP__GRAPH_URL": graph_url,
+            "AK_API__MEDIA_HOSTS": "127.0.0.1",  # the fake Graph serves media from loopback
             "AK_STORE__URL": f"sqlite:///{database}",
             "OPENAI_BASE_URL": openai_url,
             "OPENAI_API_KEY": "sk-test",

@@ -20,6 +20,7 @@ from whatsapp.client import (
     GraphAPIError,
     GraphClient,
     MediaInfo,
+    MediaRefused,
     MediaTooLarge,
 )
 
@@ -222,8 +223,53 @@ def test_download_without_content_length_stops_reading_just_past_the_cap(client,
 
 
 def test_download_refuses_to_send_the_token_over_plain_http(client, requests_mock):
-    with pytest.raises(ValueError, match="non-https"):
-        client.download_media("http://evil.example/file", max_bytes=10)
+    with pytest.raises(MediaRefused, match="not https") as caught:
+        client.download_media("http://lookaside.fbsbx.com/file", max_bytes=10)
+    assert not caught.value.retryable
+    assert requests_mock.call_count == 0
+
+
+def test_download_goes_only_to_metas_media_hosts(client, requests_mock):
+    for url in ("https://evil.example/file", "https://fbsbx.com.evil.example/f", "https://169.254.169.254/latest"):
+        with pytest.raises(MediaRefused, match="is not on api.media_hosts") as caught:
+            client.download_media(url, max_bytes=10)
+        assert not caught.value.retryable  # permanent: the customer is told at once
+    assert requests_mock.call_count == 0
+
+
+def test_each_redirect_hop_is_checked_before_it_is_requested(client, requests_mock):
+    requests_mock.get(MEDIA_URL, status_code=302, headers={"Location": "http://169.254.169.254/latest/meta-data/"})
+    with pytest.raises(MediaRefused, match="not https"):
+        client.download_media(MEDIA_URL, max_bytes=10)
+    requests_mock.get(MEDIA_URL, status_code=302, headers={"Location": "https://metadata.internal/"})
+    with pytest.raises(MediaRefused, match="not on api.media_hosts"):
+        client.download_media(MEDIA_URL, max_bytes=10)
+    assert [request.url for request in requests_mock.request_history] == [MEDIA_URL, MEDIA_URL]
+
+
+def test_a_redirect_to_another_media_host_is_followed_without_the_token(client, requests_mock):
+    cdn = "https://cdn.fbsbx.com/file"
+    requests_mock.get(MEDIA_URL, status_code=302, headers={"Location": cdn})
+    requests_mock.get(cdn, content=b"jpeg")
+    assert client.download_media(MEDIA_URL, max_bytes=10) == b"jpeg"
+    first, second = requests_mock.request_history
+    assert first.headers["Authorization"] == f"Bearer {TOKEN}"
+    assert "Authorization" not in second.headers
+
+
+def test_endless_redirects_are_refused(client, requests_mock):
+    requests_mock.get(MEDIA_URL, status_code=302, headers={"Location": MEDIA_URL})
+    with pytest.raises(MediaRefused, match="redirects"):
+        client.download_media(MEDIA_URL, max_bytes=10)
+
+
+def test_a_media_host_that_resolves_to_a_private_address_is_refused(client, requests_mock, monkeypatch):
+    def private(host, port, *args, **kwargs):  # what a hijacked or misconfigured resolver answers
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.0.0.7", port))]
+
+    monkeypatch.setattr("whatsapp.media_hosts.socket.getaddrinfo", private)
+    with pytest.raises(MediaRefused, match="private or reserved"):
+        client.download_media(MEDIA_URL, max_bytes=10)
     assert requests_mock.call_count == 0
 
 

@@ -43,3 +43,16 @@ def test_a_message_sent_before_the_retention_window_is_logged_and_dropped(start_
     assert service.health()["store"]["messages"]["done"] == 1
     assert "sent 3.0 days ago, before the retention window of 2 days; dropped" in service.logs()
     assert len(graph.sent_texts()) == 1
+
+
+def test_media_from_a_host_off_the_allow_list_is_refused_at_once_and_the_customer_told(start_service, fakes):
+    graph, model = fakes
+    service = start_service(AK_API__MEDIA_HOSTS="lookaside.fbsbx.com", AK_WORKER__RETRY_DELAY="0.1")
+    graph.add_media("photo-1", b"\xff\xd8\xff\xe0photo", "image/jpeg")  # its URL is on 127.0.0.1
+    assert service.post(wh.webhook(wh.image_message("photo-1", caption="what is this?"))).status_code == 200
+    [reply] = graph.wait_for_texts(1)
+    assert reply["body"] == "Sorry, I couldn't download that image. Could you send it again?"
+    service.wait_until_idle()
+    assert graph.media_downloads() == [] and model.chat_requests() == []
+    assert "media URL refused: 127.0.0.1 is not on api.media_hosts" in service.logs()
+    assert "retrying" not in service.logs()

@@ -693,3 +693,34 @@ def test_resolve_finds_a_message_by_the_tag_logs_show_in_any_state(store):
         assert store.resolve(message_id) == message_id
     assert store.resolve("m-0000000000") == "m-0000000000"
     assert sorted(store.message_ids()) == ["wamid.done", "wamid.open"]
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def forgetful_store(request, tmp_path) -> Iterator[Store]:
+    """A store that forgets a conversation nobody continued for one second (30 days in production)."""
+    if request.param == "sqlite":
+        opened: Store = SQLiteStore(tmp_path / "store.db", history_ttl=1.0)
+    else:
+        server = request.getfixturevalue("redis_server")
+        redis.Redis.from_url(server.url).flushall()
+        opened = RedisStore(server.url, history_ttl=1.0)
+    yield opened
+    opened.close()
+
+
+def test_a_conversation_nobody_continued_within_the_history_ttl_is_forgotten(forgetful_store):
+    store = forgetful_store
+    turns = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+    store.record([entry("wamid.old", sender="15550001")])
+    store.claim("worker:1:0", LONG)
+    store.save_answer("wamid.old", "worker:1:0", "15550001", "hello", turns, {"agent": "billing"})
+    deadline = time.monotonic() + 10
+    while store.history("15550001") or store.session("15550001"):  # prune runs hourly; Redis keys expire
+        assert time.monotonic() < deadline, "the idle conversation is still kept"
+        store.prune(time.time() - 86400)
+        time.sleep(0.1)
+    store.record([entry("wamid.new", sender="15550002")])
+    store.claim("worker:1:1", LONG)
+    store.save_answer("wamid.new", "worker:1:1", "15550002", "hello", turns, {"agent": "billing"})
+    store.prune(time.time() - 86400)
+    assert store.history("15550002") == turns and store.session("15550002") == {"agent": "billing"}

@@ -10,14 +10,16 @@ try again. The access token never appears in exception text or logs.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 import requests
 from requests.adapters import BaseAdapter, HTTPAdapter
 from urllib3.util.retry import Retry
 
+from .media_hosts import META_MEDIA_HOSTS, refusal
 from .privacy import tag
 
 log = logging.getLogger("whatsapp.client")
@@ -28,6 +30,8 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_RETRY_AFTER = 20
 #: Size of each read when streaming media: the most a download holds beyond its cap.
 DOWNLOAD_CHUNK = 64 * 1024
+#: Redirects a media download follows, each hop checked like the first URL.
+MAX_MEDIA_REDIRECTS = 3
 
 _AUTH_CODES = frozenset({0, 190})
 # Throttling (4, 80007, 130429, 131056, 131048) and transient service errors (1, 2, 131000, 131016).
@@ -102,6 +106,14 @@ class GraphAPIError(Exception):
         return f"Graph API error{code} ({where}): {self.message}{trace}"
 
 
+class MediaRefused(GraphAPIError):
+    """A media URL (or a redirect hop) goes somewhere media never comes from; trying again would go there again."""
+
+    @property
+    def retryable(self) -> bool:
+        return False
+
+
 class MediaTooLarge(Exception):
     """A media file is bigger than we accept; ``size`` is the declared size or the bytes read so far."""
 
@@ -159,6 +171,7 @@ class GraphClient:
         timeout: tuple[float, float] = (3.05, 30.0),
         retries: int = 3,
         backoff: float = 0.5,
+        media_hosts: Sequence[str] = META_MEDIA_HOSTS,
     ) -> None:
         if not access_token:
             raise ValueError("access_token is empty")
@@ -169,6 +182,7 @@ class GraphClient:
         self._graph_url = graph_url.rstrip("/")
         self._base = f"{self._graph_url}/{api_version}"
         self._phone_number_id = phone_number_id
+        self._media_hosts = tuple(media_hosts)
         self._timeout = timeout
         self._session = requests.Session()
         adapter = HTTPAdapter(pool_maxsize=pool_size, max_retries=retry_policy(retries, backoff))
@@ -240,9 +254,8 @@ class GraphClient:
         passes it, so at most ``max_bytes + DOWNLOAD_CHUNK`` bytes are ever held. An expired URL answers 404:
         look the media id up again.
         """
-        self._check_download_url(url)
         what = "download_media"
-        response = self._request("GET", url, what, stream=True)
+        response = self._follow_media(url, what)
         with response:
             declared = _as_int(response.headers.get("Content-Length"))
             if declared is not None and declared > max_bytes:
@@ -278,20 +291,43 @@ class GraphClient:
     def _messages_url(self) -> str:
         return f"{self._base}/{quote(self._phone_number_id, safe='')}/messages"
 
-    def _check_download_url(self, url: str) -> None:
-        """Refuse to send the token in clear text, except to the configured Graph URL (a local fake)."""
-        parts = urlsplit(url)
+    def _follow_media(self, url: str, what: str) -> requests.Response:
+        """GET a media URL one hop at a time, each hop checked (``media_hosts.refusal``) before it is requested; the
+        token goes only to the first URL's host. Raises :class:`MediaRefused`, which is never retried."""
         graph = urlsplit(self._graph_url)
-        if parts.scheme == "https" or (parts.scheme, parts.netloc) == (graph.scheme, graph.netloc):
-            return
-        raise ValueError(f"refusing to send the access token to a non-https media URL ({parts.netloc})")
+        first_host = urlsplit(url).hostname
+        for _ in range(MAX_MEDIA_REDIRECTS + 1):
+            why = refusal(url, self._media_hosts, plain_http_origin=f"{graph.scheme}://{graph.netloc}")
+            if why:
+                raise self._fail(MediaRefused(f"media URL refused: {why}"), what)
+            headers = self._auth if urlsplit(url).hostname == first_host else {}
+            response = self._request("GET", url, what, stream=True, headers=headers, allow_redirects=False)
+            if not response.is_redirect:
+                return response
+            response.close()
+            url = urljoin(url, response.headers["Location"])
+        raise self._fail(MediaRefused(f"media URL refused: more than {MAX_MEDIA_REDIRECTS} redirects"), what)
 
     def _request(
-        self, method: str, url: str, what: str, *, json: dict | None = None, stream: bool = False
+        self,
+        method: str,
+        url: str,
+        what: str,
+        *,
+        json: dict | None = None,
+        stream: bool = False,
+        headers: dict[str, str] | None = None,
+        allow_redirects: bool = True,
     ) -> requests.Response:
         try:
             response = self._session.request(
-                method, url, json=json, headers=self._auth, timeout=self._timeout, stream=stream
+                method,
+                url,
+                json=json,
+                headers=self._auth if headers is None else headers,
+                timeout=self._timeout,
+                stream=stream,
+                allow_redirects=allow_redirects,
             )
         except requests.RequestException as exc:
             raise self._fail(self._transport_error(exc), what) from exc

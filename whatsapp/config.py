@@ -42,6 +42,7 @@ class WhatsAppSettings:
 class ApiSettings:
     max_file_size: int = 10 * 1024 * 1024
     metrics_token: str | None = None  # when set, GET /metrics needs "Authorization: Bearer <token>"
+    media_hosts: tuple[str, ...] = ("*.fbsbx.com",)  # where media is downloaded from (media_hosts.META_MEDIA_HOSTS)
 
 
 @dataclass(frozen=True)

@@ -70,6 +70,7 @@ def create_app(
         graph_url=settings.whatsapp.graph_url,
         api_version=settings.whatsapp.api_version,
         pool_size=settings.worker.threads + 2,
+        media_hosts=settings.api.media_hosts,
     )
     if settings.mode == "sandbox":
         sandbox.init_app(app, client, announce=serving)

@@ -17,11 +17,13 @@ import socket
 import sys
 from dataclasses import dataclass, replace
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import Flask
 
 from ..client import GraphClient
 from ..config import Settings
+from ..private_files import private_database
 from .model import RecordedModel
 from .payloads import PHONE_NUMBER_ID
 from .records import Records
@@ -66,7 +68,8 @@ def configure(settings: Settings, instance_path: str) -> Settings:
         verify_token=whatsapp.verify_token or records.secret("verify_token", lambda: secrets.token_urlsafe(16)),
         phone_number_id=whatsapp.phone_number_id or PHONE_NUMBER_ID,
     )
-    return replace(settings, whatsapp=sandboxed)
+    media = replace(settings.api, media_hosts=(urlsplit(ORIGIN).hostname,))  # its fake Graph serves the media
+    return replace(settings, whatsapp=sandboxed, api=media)
 
 
 def init_app(app: Flask, client: GraphClient, announce: bool = True) -> None:
@@ -108,7 +111,7 @@ def _quiet_polling(record: logging.LogRecord) -> bool:
 def _records(instance_path: str) -> Records:
     path = os.path.join(os.path.abspath(instance_path), DATABASE)
     if path not in _opened:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        private_database(path)
         _opened[path] = Records(path)
     return _opened[path]
 

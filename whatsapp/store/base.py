@@ -17,6 +17,9 @@ from ..privacy import is_tag, tag
 
 OPEN_STATES = ("received", "claimed", "answered")
 
+#: A conversation nobody continued for this long (seconds) is forgotten, history and session, in every store.
+HISTORY_TTL = 30 * 86400.0
+
 #: How far a reply part got, as Meta's status webhooks report it. Statuses can arrive out of order (a ``read`` before
 #: its ``delivered``), so a part keeps the furthest one; ``failed`` is final whatever came before.
 DELIVERY_RANK = {"sent": 1, "delivered": 2, "read": 3, "played": 4, "failed": 5}

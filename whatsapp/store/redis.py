@@ -50,7 +50,18 @@ import redis
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
-from .base import DELIVERY_RANK, OPEN_STATES, Delivery, InboxEntry, Job, Part, Reply, Store, StoreUnavailable
+from .base import (
+    DELIVERY_RANK,
+    HISTORY_TTL,
+    OPEN_STATES,
+    Delivery,
+    InboxEntry,
+    Job,
+    Part,
+    Reply,
+    Store,
+    StoreUnavailable,
+)
 from .sqlite import HISTORY_KEEP  # one bound for every store
 
 log = logging.getLogger("whatsapp.store")
@@ -58,7 +69,6 @@ log = logging.getLogger("whatsapp.store")
 DEFAULT_PREFIX = "whatsapp:"
 DEFAULT_RETENTION = 7 * 86400.0  # store.retention_days
 RETENTION_MARGIN = 86400.0  # finished keys outlive retention by a day: prune() removes them first, TTL is a backstop
-HISTORY_TTL = 30 * 86400.0  # a conversation nobody continued for 30 days is forgotten
 PROMOTE_BATCH = 100  # customers moved from wait to ready per claim, at most
 PRUNE_BATCH = 500
 

@@ -16,7 +16,19 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .base import DELIVERY_RANK, OPEN_STATES, Delivery, InboxEntry, Job, Part, Reply, Store, StoreUnavailable
+from ..private_files import private_database
+from .base import (
+    DELIVERY_RANK,
+    HISTORY_TTL,
+    OPEN_STATES,
+    Delivery,
+    InboxEntry,
+    Job,
+    Part,
+    Reply,
+    Store,
+    StoreUnavailable,
+)
 
 HISTORY_KEEP = 400  # turns kept per sender; the agent trims further to its token budget
 
@@ -120,15 +132,16 @@ LIMIT 1
 
 
 class SQLiteStore(Store):
-    def __init__(self, path: str | Path, *, write_timeout: float = 2.0) -> None:
+    def __init__(self, path: str | Path, *, write_timeout: float = 2.0, history_ttl: float = HISTORY_TTL) -> None:
         self.path = str(path)
+        self.history_ttl = history_ttl
         self._write_timeout = write_timeout
         self._local = threading.local()
         self._writer = threading.Lock()
         # A connection must never cross a fork (gunicorn --preload): the child opens its own.
         os.register_at_fork(after_in_child=self._forget_connections)
         if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            private_database(self.path)
         try:
             db = self._connection()
             db.executescript(_SCHEMA + _OPERATIONS_SCHEMA)
@@ -483,6 +496,15 @@ class SQLiteStore(Store):
             cursor = db.execute("DELETE FROM inbox WHERE state IN ('done', 'failed') AND updated_at < ?", (older_than,))
             db.execute("DELETE FROM deliveries WHERE updated_at < ?", (older_than,))
             db.execute("DELETE FROM media WHERE created_at < ?", (older_than,))
+            # Conversations nobody continued within history_ttl, as Redis lets their keys expire: whole, not turn
+            # by turn, so a conversation still going keeps its oldest turns.
+            forgotten = time.time() - self.history_ttl
+            db.execute(
+                "DELETE FROM history WHERE sender IN"
+                " (SELECT sender FROM history GROUP BY sender HAVING MAX(created_at) < ?)",
+                (forgotten,),
+            )
+            db.execute("DELETE FROM sessions WHERE updated_at < ?", (forgotten,))
         return cursor.rowcount
 
     # delivery statuses and attempts ------------------------------------------------------------------------------
