@@ -36,7 +36,7 @@ def shown(default: object) -> str:
     if isinstance(default, bool):
         return f"`{str(default).lower()}`"
     if isinstance(default, tuple):
-        return "empty"
+        return f"`{','.join(default)}`" if default else "empty"
     if isinstance(default, float) and default.is_integer():
         return f"`{int(default)}`"
     return f"`{default}`"
