@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -69,3 +70,43 @@ def test_the_readme_agent_calls_its_tools_and_hands_off(fakes, monkeypatch: pyte
     assert {t["function"]["name"] for t in first["tools"]} == {"opening_hours", "cake_of_the_day", "transfer_to_cakes"}
     assert second["messages"][-1]["content"] == "closed"
     assert third["messages"][-1]["content"] == "name='lemon drizzle' price_eur=18.5"
+
+
+def test_the_readme_walk_through_runs_as_written_on_the_offline_model(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Step 3 of "Writing agents", word for word, with no model configured: the offline model uses the tool."""
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    section = README.read_text().split("## Writing agents", 1)[1].split("\n## ", 1)[0]
+    _, script = re.findall(r"```python\n(.*?)```", section, flags=re.S)[:2]
+    script = "\n".join(line.removeprefix("   ") for line in script.splitlines())
+    [question] = re.findall(r'restart, and ask "([^"]+)"', section)
+    [promised] = re.findall(r'the offline model answers "([^"]+)"', " ".join(section.split()))
+    assert f'"{question}"' in script
+    bakery = types.ModuleType("agents.bakery")  # step 1's file, agents/bakery.py
+    exec(compile(readme_agent_source(), "agents/bakery.py", "exec"), bakery.__dict__)
+    monkeypatch.setitem(sys.modules, "agents.bakery", bakery)
+
+    exec(compile(script, "README", "exec"), {"__name__": "__main__"})
+
+    assert capsys.readouterr().out.startswith(promised)
+
+
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [
+        ("are you open on monday?", "The opening_hours tool says: 7:00-18:00."),
+        ("opening_hours sunday", "The opening_hours tool says: closed."),  # the tool's name, as the bot lists it
+        ("opening hours", 'for example: "opening hours monday"'),  # the description's own example
+        ("what is the cake of the day?", "The cake_of_the_day tool says: name='lemon drizzle' price_eur=18.5."),
+        ("I would like a custom cake for a wedding", "You are now talking to the cakes agent."),
+    ],
+)
+def test_the_offline_model_answers_the_bakery_sensibly(
+    monkeypatch: pytest.MonkeyPatch, question: str, expected: str
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    bakery = readme_agent_module()["bakery"]
+    assert expected in Runner.run_sync(bakery, question, context=Customer("15550001", "Ada")).final_output

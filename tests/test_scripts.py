@@ -1,7 +1,7 @@
 """``./scripts/start`` and ``./scripts/whatsapp`` as a newcomer runs them: from a fresh shell, .venv not activated.
 
-Each test runs the scripts of a scratch checkout (the code linked, the scripts copied, the .venv shared) so that the
-developer's own ``.env``, ``config.yaml`` and ``instance/`` are never read or written.
+Each test runs the scripts of a scratch checkout (the code linked, the scripts and agents copied, the .venv shared) so
+that the developer's own ``.env``, ``config.yaml``, ``agents/`` and ``instance/`` are never read or written.
 """
 
 from __future__ import annotations
@@ -12,14 +12,17 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 import requests
 
 from tests.service import ROOT, base_environment, free_port
+from tests.test_readme import readme_agent_source
 
-LINKED = ("app.py", "whatsapp", "agents", ".venv")
+LINKED = ("app.py", "whatsapp", ".venv")
 
 
 @pytest.fixture
@@ -29,6 +32,7 @@ def checkout(tmp_path) -> Path:
     for name in LINKED:
         (root / name).symlink_to(ROOT / name)
     shutil.copytree(ROOT / "scripts", root / "scripts")
+    shutil.copytree(ROOT / "agents", root / "agents", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "requirements.txt", root)
     return root
 
@@ -75,9 +79,11 @@ def test_scripts_start_names_port_when_the_port_is_taken(checkout):
     assert elapsed < 5, f"took {elapsed:.1f}s"  # gunicorn alone retries for 5 s before giving up
 
 
-def test_scripts_start_serves_the_sandbox_on_port_and_host_with_web_concurrency_workers(checkout):
+@contextmanager
+def started(checkout: Path, **settings: str) -> Iterator[tuple[str, Path]]:
+    """``./scripts/start`` in a fresh shell with ``settings``; yields its URL, once it answers, and its log."""
     port = free_port()
-    env = fresh_shell(PORT=str(port), HOST="127.0.0.1", WEB_CONCURRENCY="1", PYTHONUNBUFFERED="1")
+    env = fresh_shell(PORT=str(port), PYTHONUNBUFFERED="1", **settings)
     log = checkout / "start.log"
     with open(log, "wb") as out:
         process = subprocess.Popen(
@@ -89,18 +95,46 @@ def test_scripts_start_serves_the_sandbox_on_port_and_host_with_web_concurrency_
         while True:
             assert process.poll() is None, log.read_text()
             try:
-                health = requests.get(url + "/healthz", timeout=1, headers={"Connection": "close"})
+                requests.get(url + "/healthz", timeout=1, headers={"Connection": "close"})
                 break
             except (requests.ConnectionError, requests.Timeout):  # bound, but the worker is still booting
                 assert time.monotonic() < deadline, log.read_text()
                 time.sleep(0.1)
-        assert health.json()["mode"] == "sandbox"
-        assert requests.get(url + "/simulator", timeout=5).status_code == 200
-        output = log.read_text()
-        assert f"Starting on {url}" in output
-        assert f"open http://localhost:{port}/simulator" in output
-        assert output.count("Booting worker") == 1  # WEB_CONCURRENCY=1
-        assert (checkout / "instance" / "sandbox.db").exists()  # the checkout's own instance folder
+        yield url, log
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(30)
+
+
+def test_scripts_start_serves_the_sandbox_on_port_and_host_with_web_concurrency_workers(checkout):
+    with started(checkout, HOST="127.0.0.1", WEB_CONCURRENCY="1") as (url, log):
+        assert requests.get(url + "/healthz", timeout=5).json()["mode"] == "sandbox"
+        assert requests.get(url + "/simulator", timeout=5).status_code == 200
+        output = log.read_text()
+        assert f"Starting on {url}" in output
+        assert f"open http://localhost:{url.rsplit(':', 1)[1]}/simulator" in output
+        assert output.count("Booting worker") == 1  # WEB_CONCURRENCY=1
+        assert (checkout / "instance" / "sandbox.db").exists()  # the checkout's own instance folder
+
+
+def test_readme_bakery_walk_through_in_the_sandbox_as_written(checkout):
+    """ "Create agents/bakery.py", "AK_WHATSAPP__AGENT=bakery, restart, and ask 'are you open on sunday?'"."""
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert '2. Choose it: `AK_WHATSAPP__AGENT=bakery`, restart, and ask "are you open on sunday?".' in readme
+    (checkout / "agents" / "bakery.py").write_text(readme_agent_source())
+    with started(checkout, AK_WHATSAPP__AGENT="bakery") as (url, log):
+        http = requests.Session()
+        customer = {"wa_id": "447700900555", "name": "Ada"}
+        assert http.post(url + "/sandbox/api/customers", json=customer, timeout=10).status_code == 201
+        said = {"customer": customer["wa_id"], "type": "text", "text": "are you open on sunday?"}
+        assert http.post(url + "/sandbox/api/messages", json=said, timeout=10).status_code == 202
+        deadline = time.monotonic() + 30
+        while True:
+            query = {"customer": customer["wa_id"], "after": "0"}
+            events = http.get(url + "/sandbox/api/conversation", params=query, timeout=10).json()["events"]
+            answers = [e["request"]["text"]["body"] for e in events if e["kind"] == "send" and e["status"] == 200]
+            if answers:
+                break
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        assert answers[0].startswith("The opening_hours tool says: closed.")

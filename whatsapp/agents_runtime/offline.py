@@ -2,8 +2,10 @@
 
 It does not understand anything, and says so. It shows the pipeline working: it reflects the question, describes
 what was attached, calls a tool when the message names it ("order status 1234" -> ``order_status``), follows a
-handoff when the message mentions the other agent or its subject ("refund" -> billing), and puts a tool's result in a
-sentence. It answers through ``openai``'s own ``ChatCompletion`` type, so the runner cannot tell it from the SDK.
+handoff when the message mentions the other agent or its subject ("refund" -> billing), calls a tool when the message
+names part of it and holds every argument it needs ("are you open on sunday?" -> ``opening_hours(day="sunday")``),
+and puts a tool's result in a sentence. It answers through ``openai``'s own ``ChatCompletion`` type, so the runner
+cannot tell it from the SDK.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ _STOPWORDS = frozenset(
     agent agents handoff handle request requests question questions transfer help""".split()
 )
 _WORD = re.compile(r"[a-z0-9]+")
+_DAYS = frozenset("monday tuesday wednesday thursday friday saturday sunday today tomorrow".split())
 _NOTE = re.compile(r"\[[^\[\]\n]{1,200}\]")
 _DATA_URL = re.compile(r"^data:([\w.+-]+/[\w.+-]+)?(?:;[^,]*)?,(.*)$", re.DOTALL)
 
@@ -83,17 +86,25 @@ def _reply(messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> dict[
     own = [f for f in functions if not f["name"].startswith(HANDOFF_PREFIX)]
     for function in own:
         if _names_match(function["name"], words):
-            arguments, missing = _fill(function.get("parameters") or {}, text, function["name"])
+            parameters = function.get("parameters") or {}
+            arguments, missing = _fill(parameters, text, function["name"])
             if missing:
+                example = f"{function['name'].replace('_', ' ')} {_example(parameters, missing)}"
                 return _words(
                     f"I could call the {function['name']} tool, but your message does not say {missing}. "
-                    f'Try again with it, for example: "{function["name"].replace("_", " ")} 1234".\n\n{SHORT_NOTE}'
+                    f'Try again with it, for example: "{example}".\n\n{SHORT_NOTE}'
                 )
             return _call(function["name"], arguments, len(messages))
     if not handed_to:
         for function in functions:
             if function["name"].startswith(HANDOFF_PREFIX) and _handoff_matches(function, words):
                 return _call(function["name"], {}, len(messages))
+    for function in own:  # "are you open on sunday?": a word of the name, and every argument recognised
+        parameters = function.get("parameters") or {}
+        if parameters.get("required") and _names_match(function["name"], words, every=False):
+            arguments, missing = _fill(parameters, text, function["name"], recognised_only=True)
+            if not missing:
+                return _call(function["name"], arguments, len(messages))
     return _words(_reflect(question, text, handed_to, [f["name"] for f in functions]))
 
 
@@ -162,7 +173,9 @@ def _words_of(text: str) -> list[str]:
 
 
 def _stem(word: str) -> str:
-    """Plural to singular, roughly: enough that "refunds" finds "refund"."""
+    """Plural to singular and "-ing" to the verb, roughly: enough that "refunds" finds "refund", "open" "opening"."""
+    if len(word) > 5 and word.endswith("ing"):
+        return word[:-3]
     if len(word) > 4 and word.endswith("ies"):
         return word[:-3] + "y"
     if len(word) > 3 and word.endswith("s") and not word.endswith("ss"):
@@ -170,10 +183,11 @@ def _stem(word: str) -> str:
     return word
 
 
-def _names_match(name: str, words: set[str]) -> bool:
-    """Every word of the tool's name is in the message: ``order_status`` needs "order" and "status"."""
+def _names_match(name: str, words: set[str], every: bool = True) -> bool:
+    """Every word of the tool's name is in the message (``order_status`` needs "order" and "status"); with
+    ``every=False``, one of them is."""
     needed = [w for w in _words_of(name.replace("_", " ").replace("-", " ")) if w not in _STOPWORDS]
-    return bool(needed) and all(w in words for w in needed)
+    return bool(needed) and (all if every else any)(w in words for w in needed)
 
 
 def _handoff_matches(function: dict[str, Any], words: set[str]) -> bool:
@@ -183,13 +197,22 @@ def _handoff_matches(function: dict[str, Any], words: set[str]) -> bool:
     return any(w in words for w in target if w not in _STOPWORDS) or any(w in words for w in subject)
 
 
-def _fill(parameters: dict[str, Any], text: str, tool_name: str) -> tuple[dict[str, Any], str]:
-    """Arguments for the required parameters, taken from the message; or the description of one it lacks."""
+def _fill(
+    parameters: dict[str, Any], text: str, tool_name: str, recognised_only: bool = False
+) -> tuple[dict[str, Any], str]:
+    """Arguments for the required parameters, taken from the message; or the description of one it lacks.
+
+    A value is recognised when it fits the parameter (a number, a code, one of an enum's values, a day of the week
+    for a day); otherwise the first word of the message that is not the tool's name or a stopword is taken, unless
+    ``recognised_only``.
+    """
     arguments: dict[str, Any] = {}
     numbers = re.findall(r"\d+(?:\.\d+)?", text)
     codes = re.findall(r"#?([A-Za-z]*\d[\w-]*)", text)
     skip = set(_words_of(tool_name.replace("_", " "))) | _STOPWORDS
-    plain = [w for w in re.findall(r"[A-Za-z][\w'-]*", text) if _stem(w.lower()) not in skip]
+    # Words split at "_" too, so that "opening_hours sunday" (the tool's name, as the bot lists it) gives "sunday".
+    plain = [w for w in re.findall(r"[A-Za-z][A-Za-z0-9'-]*", text) if _stem(w.lower()) not in skip]
+    days = [w.lower() for w in plain if w.lower() in _DAYS]
     properties = parameters.get("properties") or {}
     for name in parameters.get("required") or []:
         schema = properties.get(name) or {}
@@ -206,7 +229,9 @@ def _fill(parameters: dict[str, Any], text: str, tool_name: str) -> tuple[dict[s
         elif kind == "string":
             if codes and _looks_like_a_number(name, schema):
                 value = codes.pop(0)
-            elif plain:
+            elif days and _looks_like_a_day(name, schema):
+                value = days.pop(0)
+            elif plain and not recognised_only:
                 value = plain.pop(0)
         if value is None and ("default" in schema or {"type": "null"} in schema.get("anyOf", [])):
             arguments[name] = schema.get("default")  # strict schemas list optional parameters as required too
@@ -216,6 +241,20 @@ def _fill(parameters: dict[str, Any], text: str, tool_name: str) -> tuple[dict[s
             return arguments, f"{name} ({described})" if described != name else name
         arguments[name] = value
     return arguments, ""
+
+
+def _looks_like_a_day(name: str, schema: dict[str, Any]) -> bool:
+    words = set(_words_of(f"{name.replace('_', ' ')} {schema.get('description', '')}"))
+    return bool(words & {"day", "weekday"} or words & _DAYS)
+
+
+def _example(parameters: dict[str, Any], missing: str) -> str:
+    """A value for the missing parameter, for the bot's "try again" hint: the description's own example if it
+    gives one ("Day of the week, e.g. monday"), else a number."""
+    name = missing.split(" ", 1)[0]
+    description = str(((parameters.get("properties") or {}).get(name) or {}).get("description") or "")
+    given = re.search(r"\b(?:e\.g\.|for example|such as|like)\s*:?\s*([\w-]+)", description, flags=re.I)
+    return given.group(1) if given else "1234"
 
 
 def _looks_like_a_number(name: str, schema: dict[str, Any]) -> bool:
