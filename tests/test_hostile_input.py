@@ -8,7 +8,7 @@ import time
 from tests.fakes import webhooks as wh
 from tests.service import APP_SECRET
 from tests.test_service import user_texts
-from whatsapp.handler import AgentWhatsAppRequestHandler
+from whatsapp.handler import RATE_LIMITED, AgentWhatsAppRequestHandler
 
 DAY = 86400
 
@@ -56,3 +56,24 @@ def test_media_from_a_host_off_the_allow_list_is_refused_at_once_and_the_custome
     assert graph.media_downloads() == [] and model.chat_requests() == []
     assert "media URL refused: 127.0.0.1 is not on api.media_hosts" in service.logs()
     assert "retrying" not in service.logs()
+
+
+def test_a_backlog_redelivered_after_an_outage_is_not_throttled(start_service, fakes):
+    graph, model = fakes
+    service = start_service(AK_WHATSAPP__RATE_LIMIT_PER_MINUTE="5")
+    written = int(time.time()) - 600
+    backlog = [wh.text_message(f"question {n}", timestamp=str(written + 20 * n)) for n in range(10)]  # 3 a minute
+    assert service.post(wh.webhook(*backlog)).status_code == 200  # Meta delivers them all at once when we are back
+    replies = graph.wait_for_texts(10, timeout=30)
+    assert [r["body"] for r in replies] == [f"You said: question {n}" for n in range(10)]
+
+
+def test_one_post_of_many_messages_from_one_sender_is_counted_message_by_message(start_service, fakes):
+    graph, model = fakes
+    service = start_service(AK_WHATSAPP__RATE_LIMIT_PER_MINUTE="5")
+    burst = [wh.text_message(f"flood {n}") for n in range(8)]  # all in the same second
+    assert service.post(wh.webhook(*burst)).status_code == 200
+    service.wait_until_idle(timeout=30)
+    bodies = [r["body"] for r in graph.sent_texts()]
+    assert bodies == [f"You said: flood {n}" for n in range(5)] + [RATE_LIMITED]
+    assert len(model.chat_requests()) == 5

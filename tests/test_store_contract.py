@@ -422,21 +422,24 @@ def test_requeue_puts_a_finished_message_back_with_a_fresh_budget(store):
 # operations ----------------------------------------------------------------------------------------------------
 
 
-def test_count_recent_counts_one_customers_messages_in_the_window(store):
+def test_rate_position_counts_metas_timestamps_clamped_to_arrival(store):
     now = time.time()
-    store.record(
-        [
-            entry("wamid.old", received_at=now - 120),
-            entry("wamid.edge", received_at=now - 60),
-            entry("wamid.new1", received_at=now - 30),
-            entry("wamid.new2", received_at=now),
-            entry("wamid.other", sender="15550002", received_at=now - 10),
-        ]
-    )
-    assert store.count_recent("15550001", now - 60, now) == 2  # since is exclusive, until inclusive
-    assert store.count_recent("15550001", now - 200, now) == 4
-    assert store.count_recent("15550002", now - 60, now) == 1
-    assert store.count_recent("15550003", now - 60, now) == 0
+    backlog = [entry(f"wamid.b{n}", ts=int(now) - 300 + 15 * n, received_at=now) for n in range(20)]  # 4 a minute
+    store.record(backlog)
+    assert [store.rate_position(e.id, 60) for e in backlog] == [1, 2, 3, 4] + [4] * 16
+    future = entry("wamid.future", sender="15550002", ts=int(now) + 3600, received_at=now)
+    store.record([entry("wamid.before", sender="15550002", ts=int(now) - 30, received_at=now - 30), future])
+    assert store.rate_position("wamid.future", 60) == 2  # a timestamp in the future counts as the arrival
+    assert store.rate_position("wamid.unknown", 60) == 0
+
+
+def test_one_seconds_messages_of_one_sender_count_in_arrival_order(store):
+    now = time.time()
+    burst = [entry(f"wamid.s{n}", ts=int(now), received_at=now) for n in range(8)]
+    store.record(burst)
+    store.record([entry("wamid.other", sender="15550002", ts=int(now), received_at=now)])
+    assert [store.rate_position(e.id, 60) for e in burst] == list(range(1, 9))
+    assert store.rate_position("wamid.other", 60) == 1
 
 
 def test_stats_counts_messages_by_state_and_the_oldest_open_age(store):

@@ -223,7 +223,7 @@ class AgentWhatsAppRequestHandler:
     def _over_rate_limit(self, job: Job) -> bool:
         """Past the per-sender limit: one polite notice in the window, then silence; never a model call."""
         limit = self.settings.whatsapp.rate_limit_per_minute
-        position = self.store.count_recent(job.sender, job.received_at - 60.0, job.received_at)
+        position = self.store.rate_position(job.id, 60.0)
         if position <= limit:
             return False
         log.warning("message %s: %s is over %d messages a minute", tag(job.id), mask(job.sender), limit)

@@ -25,6 +25,12 @@ HISTORY_TTL = 30 * 86400.0
 DELIVERY_RANK = {"sent": 1, "delivered": 2, "read": 3, "played": 4, "failed": 5}
 
 
+def sent_at(timestamp: int, received_at: float) -> float:
+    """When a message counts as sent for the rate limit: Meta's timestamp, but never later than its arrival (a
+    timestamp in the future cannot move a message out of the window) and the arrival when Meta's is missing (0)."""
+    return min(timestamp, received_at) if timestamp > 0 else received_at
+
+
 class StoreUnavailable(Exception):
     """The store could not record or read something right now (locked, full, unreachable)."""
 
@@ -190,8 +196,13 @@ class Store(ABC):
         """Put a done or failed message back to ``received`` so that it is processed again."""
 
     @abstractmethod
-    def count_recent(self, sender: str, since: float, until: float) -> int:
-        """How many messages from ``sender`` were received between ``since`` and ``until`` (unix seconds)."""
+    def rate_position(self, message_id: str, window: float) -> int:
+        """Where a message stands among its sender's messages sent in the ``window`` seconds up to it (1: the first).
+
+        "Sent" is :func:`sent_at`: Meta's timestamp, so a backlog Meta redelivers at once after an outage counts as
+        the customer wrote it, not as one burst; messages sent in the same second count in arrival order, so one POST
+        carrying many messages of one sender gives each its own place. 0 for a message that is not stored.
+        """
 
     @abstractmethod
     def stats(self) -> dict[str, Any]:

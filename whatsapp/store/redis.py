@@ -21,7 +21,8 @@ Keys, under a prefix (``whatsapp:`` by default):
 ``s:<state>``         set    ids per open state (received, claimed, answered), for the counts.
 ``s:done``/``s:failed`` zset finished ids scored by when they finished, for counts and ``prune``.
 ``open``              zset   open ids scored by ``received_at`` (the oldest open age).
-``rx:<sender>``       zset   the customer's ids scored by ``received_at`` (``count_recent``), trimmed to retention.
+``rx:<sender>``       zset   the customer's messages (``qm`` members) scored by ``sent_at`` (``rate_position``), trimmed
+                             to retention.
 ``h:<sender>``        list   conversation history, ``LTRIM``-ed to ``HISTORY_KEEP`` items, with a TTL.
 ``sess:<sender>``     string the customer's session (JSON: who handles it after a handoff), with the same TTL.
 ``media:<id>``        hash   an attachment's ``mime_type`` and ``data``, with the retention TTL;
@@ -61,6 +62,7 @@ from .base import (
     Reply,
     Store,
     StoreUnavailable,
+    sent_at,
 )
 from .sqlite import HISTORY_KEEP  # one bound for every store
 
@@ -149,7 +151,9 @@ for i = 3, #ARGV, 5 do
     redis.call('ZADD', P .. 'open', received_at, id)
     redis.call('ZADD', P .. 'q:' .. sender, ts, member)
     local rx = P .. 'rx:' .. sender
-    redis.call('ZADD', rx, received_at, id)
+    local sent = tonumber(received_at)  -- store.base.sent_at: Meta's timestamp, never later than the arrival
+    if tonumber(ts) > 0 and tonumber(ts) < sent then sent = tonumber(ts) end
+    redis.call('ZADD', rx, sent, member)  -- member: the zero-padded seq, so one second's messages rank by arrival
     redis.call('ZREMRANGEBYSCORE', rx, '-inf', '(' .. num(tonumber(received_at) - keep))
     redis.call('EXPIRE', rx, math.ceil(keep))
     evaluate(sender, t)
@@ -602,9 +606,20 @@ class RedisStore(Store):
     def requeue(self, message_id: str) -> bool:
         return self._run("requeue", message_id) == 1
 
-    def count_recent(self, sender: str, since: float, until: float) -> int:
+    def rate_position(self, message_id: str, window: float) -> int:
         with self._redis() as client:
-            return client.zcount(self._key("rx", sender), f"({since!r}", repr(until))
+            sender, ts, received_at, member = client.hmget(
+                self._key("m", message_id), "sender", "ts", "received_at", "qm"
+            )
+            if sender is None:
+                return 0
+            mine = sent_at(int(ts), float(received_at))
+            rx = self._key("rx", _text(sender))
+            pipe = client.pipeline(transaction=True)
+            pipe.zrank(rx, member)  # members are ordered by (sent_at, seq): everything up to this one
+            pipe.zcount(rx, "-inf", repr(mine - window))  # ...less what was sent before the window
+            rank, before = pipe.execute()
+        return 0 if rank is None else rank + 1 - before
 
     def stats(self) -> dict[str, Any]:
         with self._redis() as client:

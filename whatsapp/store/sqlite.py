@@ -28,6 +28,7 @@ from .base import (
     Reply,
     Store,
     StoreUnavailable,
+    sent_at,
 )
 
 HISTORY_KEEP = 400  # turns kept per sender; the agent trims further to its token budget
@@ -111,6 +112,9 @@ CREATE TABLE IF NOT EXISTS attempts (
     PRIMARY KEY (message_id, number)
 );
 """
+
+# base.sent_at in SQL: Meta's timestamp, never later than the arrival, the arrival when Meta's is missing.
+_SENT = "MIN(CASE WHEN ts > 0 THEN ts ELSE received_at END, received_at)"
 
 # The head of each customer's queue, when nobody holds a live lease on that customer's messages.
 # Walked in (ts, seq) order, it stops at the first claimable head instead of sorting the whole backlog; the
@@ -467,10 +471,17 @@ class SQLiteStore(Store):
                 db.execute("DELETE FROM attempts WHERE message_id = ?", (message_id,))
         return cursor.rowcount == 1
 
-    def count_recent(self, sender: str, since: float, until: float) -> int:
+    def rate_position(self, message_id: str, window: float) -> int:
+        rows = self._read("SELECT sender, ts, received_at, seq FROM inbox WHERE id = ?", (message_id,))
+        if not rows:
+            return 0
+        me = rows[0]
+        mine = sent_at(me["ts"], me["received_at"])
+        # A message sent after the window's start arrived after it too: received_at narrows the scan to the window.
         rows = self._read(
-            "SELECT COUNT(*) AS n FROM inbox WHERE sender = ? AND received_at > ? AND received_at <= ?",
-            (sender, since, until),
+            f"SELECT COUNT(*) AS n FROM inbox WHERE sender = :sender AND received_at > :since AND {_SENT} > :since"
+            f" AND ({_SENT} < :mine OR ({_SENT} = :mine AND seq <= :seq))",
+            {"sender": me["sender"], "since": mine - window, "mine": mine, "seq": me["seq"]},
         )
         return rows[0]["n"]
 
