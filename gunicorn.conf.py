@@ -1,12 +1,29 @@
-"""gunicorn's settings for this service: ``gunicorn app:app --config gunicorn.conf.py``.
+"""gunicorn's settings for this service, read by the Procfile, ``scripts/start``, the tests and the bench alike.
 
-Options given on the command line win over this file.
+``gunicorn app:app --config gunicorn.conf.py --bind ...``: options given on the command line win over this file.
+Sections: sizing (how many workers and threads), slow and oversized clients (what one client may cost), metrics
+across worker processes.
 """
 
 import glob
 import os
 import shutil
 import tempfile
+
+# --- Sizing ---------------------------------------------------------------------------------------------------------
+worker_class = "gthread"
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+threads = 8
+
+# --- Slow and oversized clients -------------------------------------------------------------------------------------
+# A worker whose main loop is silent this long is killed and replaced (gthread: the loop, not a request).
+timeout = 30
+# An idle keep-alive connection is closed after this many seconds (it waits in the poller, not in a thread).
+keepalive = 2
+# Request line (method, path and query), number of header fields, and size of one header field, in bytes.
+limit_request_line = 4094
+limit_request_fields = 50
+limit_request_field_size = 8190
 
 # --- Metrics across worker processes --------------------------------------------------------------------------------
 # prometheus_client adds up the workers' numbers through files in one folder (its multiprocess mode). The folder must

@@ -11,14 +11,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.service import Service
+from tests.service import HEALTH_TOKEN, Service
 
 
 def sandbox_environment(**extra: str) -> dict[str, str]:
-    """The machine's environment without a single AK_* or OPENAI_* variable (plus ``extra``)."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("AK_", "OPENAI_", "FLASK_"))}
+    """The machine's environment without a single AK_*, OPENAI_* or REDIS_* variable (plus the health token, which
+    is no live setting, and ``extra``)."""
+    prefixes = ("AK_", "OPENAI_", "FLASK_", "REDIS_")
+    env = {key: value for key, value in os.environ.items() if not key.startswith(prefixes)}
     env.pop("PORT", None)
     env["PYTHONUNBUFFERED"] = "1"
+    env["AK_API__HEALTH_TOKEN"] = HEALTH_TOKEN
     env.update(extra)
     return env
 

@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 APP_SECRET = "test-app-secret"
 VERIFY_TOKEN = "test-verify-token"
 ACCESS_TOKEN = "test-token"
+HEALTH_TOKEN = "test-health-token"
 
 
 def free_port() -> int:
@@ -69,6 +70,7 @@ def base_environment(graph_url: str, openai_url: str, database: Path) -> dict[st
             "AK_WHATSAPP__GRAPH_URL": graph_url,
             "AK_API__MEDIA_HOSTS": "127.0.0.1",  # the fake Graph serves media from loopback
             "AK_STORE__URL": f"sqlite:///{database}",
+            "AK_API__HEALTH_TOKEN": HEALTH_TOKEN,
             "OPENAI_BASE_URL": openai_url,
             "OPENAI_API_KEY": "sk-test",
             "PYTHONUNBUFFERED": "1",
@@ -183,8 +185,13 @@ class Service:
     def get(self, path: str, **params: str) -> requests.Response:
         return self.http.get(self.url + path, params=params, timeout=10)
 
+    def health_response(self) -> requests.Response:
+        """``/healthz`` with its details (counts, mode), as the operator sees it with the health token."""
+        headers = {"Authorization": f"Bearer {HEALTH_TOKEN}"}
+        return self.http.get(self.url + "/healthz", headers=headers, timeout=10)
+
     def health(self) -> dict[str, Any]:
-        return self.get("/healthz").json()
+        return self.health_response().json()
 
     def wait_until_idle(self, timeout: float = 20) -> dict[str, Any]:
         """Wait until nothing is received, claimed or answered any more; returns the last /healthz."""

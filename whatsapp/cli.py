@@ -17,7 +17,7 @@ from flask.cli import with_appcontext
 
 from .client import GraphAPIError
 from .config import Settings, how_to_set
-from .privacy import mask_secret
+from .privacy import mask_secret, mask_url
 from .replies import ReplyError, Template
 from .store import Store, StoreUnavailable
 from .story import failed, show
@@ -87,9 +87,10 @@ def _settings_checks(settings: Settings) -> list[Check]:
         if value:
             shown = value if key == "phone_number_id" else mask_secret(value)
             checks.append(Check(True, f"whatsapp.{key} is set ({shown})"))
-        elif key == "app_secret":
-            unchecked = "whatsapp.app_secret is not set: webhook signatures are not checked"
-            checks.append(Check(True, unchecked, how_to_set("whatsapp", key), warning=True))
+        elif key == "app_secret" and settings.mode == "live":
+            # Only reachable with whatsapp.allow_unsigned: the service starts, and this line fails every time.
+            unchecked = "whatsapp.app_secret is not set (whatsapp.allow_unsigned): webhook signatures are NOT checked"
+            checks.append(Check(False, unchecked, how_to_set("whatsapp", key)))
         else:
             checks.append(Check(False, f"whatsapp.{key} is not set", how_to_set("whatsapp", key)))
     checks.append(Check(True, f"agent: {whatsapp_settings.agent}; Graph API {whatsapp_settings.api_version}"))
@@ -133,7 +134,7 @@ def _webhook_check(settings: Settings) -> Check:
 
 
 def _store_check(service: WhatsAppService) -> Check:
-    url = service.settings.store.url
+    url = mask_url(service.settings.store.url)
     try:
         counts = service.store.stats()["messages"]
     except StoreUnavailable as error:
@@ -256,9 +257,14 @@ def chat(number: str, name: str) -> None:
     settings = current_app.extensions["whatsapp"].settings
     sandboxed = replace(
         settings,
-        sandbox=True,
+        sandboxed=True,
         whatsapp=replace(
-            settings.whatsapp, access_token=None, app_secret=None, phone_number_id=None, allowed_senders=()
+            settings.whatsapp,
+            access_token=None,
+            app_secret=None,
+            verify_token=None,
+            phone_number_id=None,
+            allowed_senders=(),
         ),
         store=replace(settings.store, url=f"sqlite:///{current_app.instance_path}/chat.db"),
     )

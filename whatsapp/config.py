@@ -36,6 +36,7 @@ class WhatsAppSettings:
     allowed_senders: tuple[str, ...] = ()
     rate_limit_per_minute: int = 20
     commands: bool = True  # /reset and /help
+    allow_unsigned: bool = False  # live without an app secret: anyone who finds the URL can post "messages"
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,7 @@ class ApiSettings:
     max_file_size: int = 10 * 1024 * 1024
     metrics_token: str | None = None  # when set, GET /metrics needs "Authorization: Bearer <token>"
     media_hosts: tuple[str, ...] = ("*.fbsbx.com",)  # where media is downloaded from (media_hosts.META_MEDIA_HOSTS)
+    health_token: str | None = None  # /healthz shows its details only to "Authorization: Bearer <token>"
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,11 @@ LOG_FORMATS = ("text", "json")
 
 
 @dataclass(frozen=True)
+class SandboxSettings:
+    public: bool = False  # answer /simulator and /sandbox/... beyond this machine, with the key printed at start
+
+
+@dataclass(frozen=True)
 class Settings:
     whatsapp: WhatsAppSettings = field(default_factory=WhatsAppSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
@@ -89,17 +96,19 @@ class Settings:
     worker: WorkerSettings = field(default_factory=WorkerSettings)
     openai: OpenAISettings = field(default_factory=OpenAISettings)
     log: LogSettings = field(default_factory=LogSettings)
-    # Decided once, from the configured access token (sandbox mode later fills in a generated one).
-    sandbox: bool | None = None
+    sandbox: SandboxSettings = field(default_factory=SandboxSettings)
+    # Sandbox mode or not: decided once, from the configured access token (sandbox mode later fills in a
+    # generated one).
+    sandboxed: bool | None = None
 
     def __post_init__(self) -> None:
-        if self.sandbox is None:
-            object.__setattr__(self, "sandbox", not self.whatsapp.access_token)
+        if self.sandboxed is None:
+            object.__setattr__(self, "sandboxed", not self.whatsapp.access_token)
 
     @property
     def mode(self) -> str:
         """``live`` with an access token; ``sandbox`` (local simulator, fake Graph API) without one."""
-        return "sandbox" if self.sandbox else "live"
+        return "sandbox" if self.sandboxed else "live"
 
     @property
     def signature_required(self) -> bool:
@@ -113,7 +122,11 @@ _SECTIONS: dict[str, type] = {
     "worker": WorkerSettings,
     "openai": OpenAISettings,
     "log": LogSettings,
+    "sandbox": SandboxSettings,
 }
+#: Settings that only mean something to a live deployment: with any of them set, a missing access token is a
+#: mistake (misspelt, empty, lost in a redeploy), never a request for the sandbox.
+LIVE_SETTINGS = ("verify_token", "app_secret", "phone_number_id")
 
 # Variables of the openai SDK that it reads itself; we read them here so that a value in .env works too.
 _OPENAI_VARIABLES = {"OPENAI_API_KEY": "api_key", "OPENAI_BASE_URL": "base_url"}
@@ -160,12 +173,7 @@ def load_settings(
         redis_url = (variables.get("REDIS_URL") or "").strip()
         database = Path(instance_path).resolve() / "whatsapp.db"
         settings = _replace(settings, "store", url=redis_url or f"sqlite:///{database}")
-    problems += _problems(settings)
-    if len(problems) == 1:
-        raise ConfigError(problems[0])
-    if problems:
-        listed = "; ".join(problem.removesuffix(".") for problem in problems)
-        raise ConfigError(f"{len(problems)} settings need fixing: {listed}.")
+    _raise_for(problems + _problems(settings))
     return settings
 
 
@@ -269,6 +277,19 @@ def _replace(settings: Settings, section: str, **changes: Any) -> Settings:
     return replace(settings, **{section: replace(getattr(settings, section), **changes)})
 
 
+def validate(settings: Settings) -> None:
+    """Raise :class:`ConfigError` for settings the service must not start with (also for hand-built ones)."""
+    _raise_for(_problems(settings))
+
+
+def _raise_for(problems: list[str]) -> None:
+    if len(problems) == 1:
+        raise ConfigError(problems[0])
+    if problems:
+        listed = "; ".join(problem.removesuffix(".") for problem in problems)
+        raise ConfigError(f"{len(problems)} settings need fixing: {listed}.")
+
+
 def _problems(settings: Settings) -> list[str]:
     problems = []
     whatsapp = settings.whatsapp
@@ -281,6 +302,14 @@ def _problems(settings: Settings) -> list[str]:
                 f"{names} {'is' if len(missing) == 1 else 'are'} required with an access token: set {variables} "
                 f"in the environment or .env, or {names} in config.yaml."
             )
+        if not whatsapp.app_secret and not whatsapp.allow_unsigned:
+            problems.append(
+                "whatsapp.app_secret is required with an access token, so that only Meta can post webhooks: "
+                f"{how_to_set('whatsapp', 'app_secret')} (App settings > Basic > App secret), or set "
+                "whatsapp.allow_unsigned to true to accept unsigned webhooks, which lets anyone post messages."
+            )
+    elif settings.mode == "sandbox":
+        problems += _sandbox_problems(settings)
     number_id = whatsapp.phone_number_id
     if number_id and not (number_id.isascii() and number_id.isdigit()):
         problems.append(
@@ -299,5 +328,29 @@ def _problems(settings: Settings) -> list[str]:
     if not settings.store.url.startswith(("sqlite:///", "redis://", "rediss://")):
         problems.append(
             f"store.url must look like sqlite:///path.db or redis://host:6379/0: {how_to_set('store', 'url')}."
+        )
+    return problems
+
+
+def _sandbox_problems(settings: Settings) -> list[str]:
+    """Sandbox mode only when nothing live is configured, and never on a store a live instance may share.
+
+    ``OPENAI_API_KEY``/``OPENAI_BASE_URL`` are allowed: the model is the developer's own, the sandbox answers only
+    this machine (or holders of its key), and the README's first steps use them for real answers.
+    """
+    problems = []
+    live = [f"whatsapp.{key}" for key in LIVE_SETTINGS if getattr(settings.whatsapp, key)]
+    if live:
+        names = " and ".join(live)
+        problems.append(
+            f"{names} {'is' if len(live) == 1 else 'are'} set but {env_name('whatsapp', 'access_token')} is not "
+            "(missing, empty or misspelt): set the access token to go live, or remove the live settings to run "
+            "the local sandbox."
+        )
+    if settings.store.url.startswith(("redis://", "rediss://")):
+        problems.append(
+            f"The sandbox (no {env_name('whatsapp', 'access_token')}) never runs on a Redis store, which a live "
+            f"instance may share: set the access token to go live, or unset {env_name('store', 'url')} and "
+            "REDIS_URL to keep the sandbox in its local SQLite file."
         )
     return problems

@@ -1,11 +1,18 @@
-"""``GET /healthz``: what an operator or a PaaS health check needs to know, and no secret."""
+"""``GET /healthz``: ok or not and the queue's depth for anyone (a PaaS health check), the details for the operator.
+
+The details (mode, agent, store kind and counts, worker, signature checking, version) tell an attacker what runs
+here and how busy it is, so they are shown only to ``Authorization: Bearer <api.health_token>``; without that
+setting, to no one. Never a secret either way.
+"""
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify
+import hmac
+
+from flask import Blueprint, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
-from .store import StoreUnavailable
+from .store import OPEN_STATES, StoreUnavailable
 
 bp = Blueprint("health", __name__)
 
@@ -16,6 +23,15 @@ VERSION = "0.1.0"
 def healthz() -> ResponseReturnValue:
     service = current_app.extensions["whatsapp"]
     settings = service.settings
+    try:
+        stats = service.store.stats()
+    except StoreUnavailable:
+        stats = None
+    queue = sum(stats["messages"].get(state, 0) for state in OPEN_STATES) if stats else None
+    if not _authorised(settings.api.health_token):
+        if stats is None:
+            return jsonify({"status": "degraded"}), 503
+        return jsonify({"status": "ok", "queue": queue})
     body = {
         "status": "ok",
         "mode": settings.mode,
@@ -25,10 +41,15 @@ def healthz() -> ResponseReturnValue:
         "store": {"kind": settings.store.url.split(":", 1)[0], "reachable": True},
         "worker": {"threads": settings.worker.threads, "running": service.worker.running},
     }
-    try:
-        body["store"].update(service.store.stats())
-    except StoreUnavailable:
+    if stats is None:
         body["status"] = "degraded"
         body["store"]["reachable"] = False
         return jsonify(body), 503
+    body["queue"] = queue
+    body["store"].update(stats)
     return jsonify(body)
+
+
+def _authorised(token: str | None) -> bool:
+    scheme, _, offered = request.headers.get("Authorization", "").partition(" ")
+    return bool(token) and scheme.lower() == "bearer" and hmac.compare_digest(offered.strip().encode(), token.encode())

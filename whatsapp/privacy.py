@@ -1,4 +1,4 @@
-"""What logs may show of a customer, and of anything a webhook sent.
+"""What logs may show of a customer, of anything a webhook sent, and of the operator's secrets.
 
 A WhatsApp message id is no neutral key: Meta's wamids are base64 of a small protobuf that holds the customer's phone
 number, so a log line with the id is a log line with the number. Logs name a message by :func:`tag`, a short stable
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from urllib.parse import urlsplit, urlunsplit
 
 TAG_PREFIX = "m-"
 _TAG = re.compile(r"m-[0-9a-f]{10}")
@@ -43,3 +44,17 @@ def mask(phone: str | None) -> str:
 def mask_secret(secret: str) -> str:
     """Enough of a token to tell which one is set, never enough to use it."""
     return f"{secret[:4]}…{secret[-4:]}" if len(secret) >= 16 else f"{len(secret)} characters"
+
+
+def mask_url(url: str) -> str:
+    """A store URL with its password replaced (``redis://:****@host:6379/0``); URLs without one are unchanged."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return url.split("://", 1)[0] + "://(unparseable URL)"
+    if not password:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{user}:****@{host}"))

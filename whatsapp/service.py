@@ -20,7 +20,7 @@ from openai.types.chat import ChatCompletion
 from . import logs
 from .agents_runtime import Agent, ChatRunner, OfflineModel, load_agents
 from .client import GraphClient
-from .config import ConfigError, Settings, how_to_set, load_settings
+from .config import ConfigError, Settings, how_to_set, load_settings, validate
 from .handler import AgentWhatsAppRequestHandler
 from .questions import Transcriber
 from .store import Store, one_server, open_store
@@ -56,6 +56,7 @@ def create_app(
     serving = start_worker if start_worker is not None else _serving()
     settings = settings or load_settings(instance_path=app.instance_path)
     logs.configure(settings.log.format, logging.INFO if serving else logging.WARNING)  # a command prints
+    validate(settings)  # settings built by hand get the same refusals as loaded ones
     if settings.mode == "sandbox":
         from . import sandbox
 
@@ -73,7 +74,7 @@ def create_app(
         media_hosts=settings.api.media_hosts,
     )
     if settings.mode == "sandbox":
-        sandbox.init_app(app, client, announce=serving)
+        sandbox.init_app(app, client, announce=serving, public=settings.sandbox.public)
     else:
         from .home import bp as home_bp
 
@@ -112,9 +113,10 @@ def create_app(
 
 
 def _announce(settings: Settings) -> None:
-    if not settings.signature_required:
+    if not settings.signature_required:  # only live with whatsapp.allow_unsigned: said at every start
         log.warning(
-            "whatsapp.app_secret is not set: webhook signatures are NOT checked (%s)",
+            "INSECURE: whatsapp.allow_unsigned is true and no app secret is set: webhook signatures are NOT "
+            "checked, so anyone who finds the URL can post messages that the agent answers at your cost (%s)",
             how_to_set("whatsapp", "app_secret"),
         )
     if not (settings.openai.api_key or settings.openai.base_url):

@@ -1,10 +1,13 @@
 """Sandbox mode: the service with no Meta account at all, and ``/simulator`` to talk to it from a browser.
 
-Sandbox mode is configuration, not another code path. Without an access token, :func:`configure` points
+Sandbox mode is configuration, not another code path. When nothing live is configured (the settings refuse a
+sandbox next to a verify token, app secret or phone number id, or on a Redis store), :func:`configure` points
 ``whatsapp.graph_url`` at a fake Graph API served by the app itself and generates the secrets Meta would have given
 (an access token, an app secret, a verify token), stored once in the instance folder so that every worker process
 agrees on them. :func:`init_app` mounts the fake Graph API, routes the Graph client's calls to it in-process, and
-serves the simulator, whose every action is a real signed webhook to ``/whatsapp/webhook``.
+serves the simulator, whose every action is a real signed webhook to ``/whatsapp/webhook``, delivered in-process
+too. Only this machine may use the sandbox, unless ``sandbox.public`` opens it to holders of a key (see
+:mod:`.guard`).
 """
 
 from __future__ import annotations
@@ -19,11 +22,13 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
+import requests
 from flask import Flask
 
 from ..client import GraphClient
 from ..config import Settings
 from ..private_files import private_database
+from . import guard
 from .model import RecordedModel
 from .payloads import PHONE_NUMBER_ID
 from .records import Records
@@ -47,6 +52,10 @@ class Sandbox:
 
     records: Records
     client: GraphClient
+    #: Posts the simulator's webhooks to this very app, in-process (never to an address a request named).
+    webhooks: requests.Session
+    public: bool
+    key: str
 
     def watch_model(self, model: Any) -> RecordedModel:
         """``model`` with each request kept for the simulator's inspector."""
@@ -57,25 +66,29 @@ _opened: dict[str, Records] = {}
 
 
 def configure(settings: Settings, instance_path: str) -> Settings:
-    """Complete ``settings`` for sandbox mode; the generated values are shared by every process of this instance."""
+    """Complete ``settings`` for sandbox mode; the generated values are shared by every process of this instance.
+
+    The sandbox always signs with its own generated app secret, never with a configured one: what it signs is
+    whatever a visitor typed, and a live secret would turn it into a signing service for the real webhook.
+    """
     records = _records(instance_path)
-    whatsapp = settings.whatsapp
     sandboxed = replace(
-        whatsapp,
+        settings.whatsapp,
         graph_url=GRAPH_URL,
         access_token=records.secret("access_token", lambda: "sandbox-" + secrets.token_urlsafe(32)),
-        app_secret=whatsapp.app_secret or records.secret("app_secret", lambda: secrets.token_hex(32)),
-        verify_token=whatsapp.verify_token or records.secret("verify_token", lambda: secrets.token_urlsafe(16)),
-        phone_number_id=whatsapp.phone_number_id or PHONE_NUMBER_ID,
+        app_secret=records.secret("app_secret", lambda: secrets.token_hex(32)),
+        verify_token=records.secret("verify_token", lambda: secrets.token_urlsafe(16)),
+        phone_number_id=PHONE_NUMBER_ID,
     )
     media = replace(settings.api, media_hosts=(urlsplit(ORIGIN).hostname,))  # its fake Graph serves the media
     return replace(settings, whatsapp=sandboxed, api=media)
 
 
-def init_app(app: Flask, client: GraphClient, announce: bool = True) -> None:
+def init_app(app: Flask, client: GraphClient, announce: bool = True, public: bool = False) -> None:
     """Serve the fake Graph API and the simulator, and answer ``client``'s Graph calls in-process.
 
     ``announce``: log the simulator's address (once per run), as a server does and a command does not.
+    ``public``: answer other machines too, when they present the key printed at start (else loopback only).
     """
     from .graph import bp as graph_bp
     from .simulator import bp as simulator_bp
@@ -84,16 +97,23 @@ def init_app(app: Flask, client: GraphClient, announce: bool = True) -> None:
     records.prune()
     for wa_id, name in DEFAULT_CUSTOMERS:
         records.add_customer(wa_id, name, keep_name=True)
-    app.extensions["sandbox"] = Sandbox(records=records, client=client)
-    client.mount(ORIGIN + "/", WsgiAdapter(app))
+    key = records.secret("public_key", lambda: secrets.token_urlsafe(24))
+    in_process = WsgiAdapter(app, {guard.INTERNAL: True})
+    webhooks = requests.Session()
+    webhooks.mount(ORIGIN + "/", in_process)
+    app.extensions["sandbox"] = Sandbox(records=records, client=client, webhooks=webhooks, public=public, key=key)
+    client.mount(ORIGIN + "/", in_process)
     app.register_blueprint(graph_bp)
     app.register_blueprint(simulator_bp)
 
     logging.getLogger("werkzeug").addFilter(_quiet_polling)
     run = os.getppid() if "gunicorn.arbiter" in sys.modules else os.getpid()
     if announce and records.claim_run(run):  # one line per run, not one per worker process
-        address = _address()
-        where = f"open {address}/simulator" if address else "open /simulator on this server"
+        address = _address() or "http://<this server>"
+        if public:
+            where = f"open {address}/simulator?key={key} (public: anyone with this address and key may use it)"
+        else:
+            where = f"open {address}/simulator on this machine (only local browsers are answered)"
         log.warning(
             "sandbox mode: no access token set; %s (Graph API calls are answered in-process; "
             "set AK_WHATSAPP__ACCESS_TOKEN to go live)",

@@ -6,7 +6,8 @@ Mounted under ``/sandbox/graph``: ``POST /<version>/<phone_number_id>/messages``
 ``GET /<version>/<media_id>`` (media lookup), ``GET /media-download/<media_id>`` (the download URL the lookup hands
 out, valid 5 minutes) and ``GET /<version>/<phone_number_id>``. Every call is recorded in the sandbox's records with
 its customer, start time and duration, so the simulator can show what the service asked of "Meta". The access token
-is checked but never recorded.
+is checked but never recorded. Request bodies are read within ``BODY_CAP`` bytes (a send is a few KiB), chunked or
+sized, and only as :mod:`.guard` allows.
 """
 
 from __future__ import annotations
@@ -19,12 +20,17 @@ import secrets
 import time
 from typing import Any
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, current_app, g, request
 
+from ..bodies import BodyTooLarge, request_body
+from . import guard
 from .payloads import DISPLAY_PHONE_NUMBER, VERIFIED_NAME, new_wamid
 from .records import Records
 
 bp = Blueprint("sandbox_graph", __name__, url_prefix="/sandbox/graph")
+bp.before_request(guard.check)
+
+BODY_CAP = 256 * 1024
 
 TEXT_LIMIT = 4096
 MEDIA_URL_SECONDS = 300
@@ -111,7 +117,7 @@ def _record(
     wamid: str | None = None,
     **extra: Any,
 ) -> None:
-    request_json = request.get_json(silent=True) if request.method == "POST" else None
+    request_json = _body() if request.method == "POST" else None
     data = {
         "method": request.method,
         "path": request.path,
@@ -129,7 +135,11 @@ def messages(version: str, node: str) -> Response:
     """Send a message, or mark one read (with the typing indicator)."""
     started = time.time()
     records, whatsapp = _state()
-    body = request.get_json(silent=True)
+    try:
+        body = _body()
+    except BodyTooLarge:
+        failure = GraphFailure(413, 100, f"(#100) The request body is over {BODY_CAP} bytes")
+        return _json(failure.status, failure.envelope())
     is_read = isinstance(body, dict) and "status" in body
     customer = _customer(records, body, is_read)
     kind = "read" if is_read else "send"
@@ -228,6 +238,17 @@ def download(media_id: str) -> Response:
 
 
 # validation ----------------------------------------------------------------------------------------------------
+
+
+def _body() -> Any:
+    """The request's JSON (``None`` when it is not JSON), read once within ``BODY_CAP`` bytes."""
+    if "sandbox_graph_body" not in g:
+        raw = request_body(request, BODY_CAP)
+        try:
+            g.sandbox_graph_body = json.loads(raw) if raw else None
+        except (ValueError, RecursionError):
+            g.sandbox_graph_body = None
+    return g.sandbox_graph_body
 
 
 def _customer(records: Records, body: Any, is_read: bool) -> str:

@@ -1,9 +1,10 @@
 """``/simulator``: a WhatsApp-like page, and the JSON API behind it under ``/sandbox/api``.
 
-Each action on the page becomes what WhatsApp would deliver: a Meta-shaped webhook, signed with the app secret over
-its exact bytes, POSTed over real HTTP to this server's own ``/whatsapp/webhook``. The POST is made from a
-background thread, so even a single-threaded server (gunicorn's default sync worker) answers the page first and
-then the webhook. Replies come back through the fake Graph API's records, which the page polls.
+Each action on the page becomes what WhatsApp would deliver: a Meta-shaped webhook, signed with the sandbox's own
+generated app secret over its exact bytes, POSTed to this app's own ``/whatsapp/webhook`` in-process (never to the
+address a request names: a forged ``Host`` would otherwise have signed bodies sent anywhere). The POST is made from
+a background thread, so the page is answered first. Replies come back through the fake Graph API's records, which
+the page polls. Signatures are never handed out.
 
 - ``GET  /sandbox/api/customers`` and ``POST`` (``{"wa_id", "name"}``): the simulated customers;
   ``DELETE /sandbox/api/customers/<wa_id>`` forgets one with its conversation.
@@ -12,27 +13,33 @@ then the webhook. Replies come back through the fake Graph API's records, which 
 - ``GET  /sandbox/api/conversation?customer=…&after=…``: the customer's events after a cursor, and "typing…".
 - ``POST /sandbox/api/seen``: the page displayed our messages: delivered and read, with status webhooks.
 - ``POST /sandbox/api/send``: send any ``/messages`` payload as the business through the service's Graph client.
-- ``GET  /sandbox/media/<id>``: an uploaded file, for the page to show.
+- ``GET  /sandbox/media/<id>``: an uploaded file, for the page to show (as an attachment, never sniffed).
+
+Every route answers only as :mod:`.guard` allows; JSON bodies are read within ``JSON_CAP`` bytes and uploads within
+``UPLOAD_CAP`` (chunked or sized), and a body that is not a JSON object gets a 400.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+from urllib.parse import quote
 
 import requests
-from flask import Blueprint, Response, current_app, jsonify, redirect, request, send_from_directory, url_for
+from flask import Blueprint, Response, abort, current_app, jsonify, redirect, request, send_from_directory, url_for
 from flask.typing import ResponseReturnValue
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from ..bodies import BodyTooLarge, request_body
 from ..client import GraphAPIError
-from . import payloads
+from . import ORIGIN, guard, payloads
 from .records import Records, StoredMedia
-from .transport import WsgiAdapter
 
 log = logging.getLogger("whatsapp.sandbox")
 
@@ -43,11 +50,25 @@ bp = Blueprint("sandbox", __name__, static_folder="static", static_url_path="/sa
 #: https://developers.facebook.com/docs/whatsapp/cloud-api/reference/media
 MEDIA_LIMITS = {"image": 5, "sticker": 0.5, "audio": 16, "video": 16, "document": 100}
 UPLOAD_CAP = 20 * 1024 * 1024
+#: The multipart envelope around an upload (boundaries, headers, the caption) on top of the file itself.
+FORM_OVERHEAD = 64 * 1024
+#: The largest JSON body the simulator's API reads.
+JSON_CAP = 256 * 1024
 WEBHOOK_TIMEOUT = 10.0
+WEBHOOK_PATH = "/whatsapp/webhook"
+WEBHOOK_URL = ORIGIN + WEBHOOK_PATH  # answered in-process: the sandbox's session mounts ORIGIN on the app
 
 _executor: ThreadPoolExecutor | None = None
 _executor_pid = 0
 _executor_lock = threading.Lock()
+
+
+bp.before_request(guard.check)
+
+
+@bp.errorhandler(RequestEntityTooLarge)
+def _too_large(error: HTTPException) -> ResponseReturnValue:
+    return _problem(f"the simulator takes files up to {UPLOAD_CAP // (1024 * 1024)} MB", 413)
 
 
 # the page ------------------------------------------------------------------------------------------------------
@@ -76,7 +97,7 @@ def customers() -> ResponseReturnValue:
 
 @bp.post("/sandbox/api/customers")
 def add_customer() -> ResponseReturnValue:
-    body = request.get_json(silent=True) or {}
+    body = _json_object()
     wa_id = _digits(str(body.get("wa_id") or ""))
     name = str(body.get("name") or "").strip()[:60]
     if not 6 <= len(wa_id) <= 15:
@@ -98,7 +119,7 @@ def remove_customer(wa_id: str) -> ResponseReturnValue:
 @bp.post("/sandbox/api/messages")
 def send_message() -> ResponseReturnValue:
     """A customer's text, button or list tap, or reaction, delivered as a signed webhook."""
-    body = request.get_json(silent=True) or {}
+    body = _json_object()
     customer = _digits(str(body.get("customer") or ""))
     if not customer:
         return _problem("customer is required")
@@ -129,6 +150,8 @@ def send_message() -> ResponseReturnValue:
 @bp.post("/sandbox/api/media")
 def send_media() -> ResponseReturnValue:
     """An image, document, video or voice note: stored for the fake Graph, then announced in a webhook."""
+    # Parsing the form reads the body: stop (413) one byte past the cap, however it is sent.
+    request.max_content_length = UPLOAD_CAP + FORM_OVERHEAD
     customer = _digits(request.form.get("customer", ""))
     upload = request.files.get("file")
     if not customer or upload is None:
@@ -170,11 +193,14 @@ def send_media() -> ResponseReturnValue:
 @bp.post("/sandbox/api/seen")
 def seen() -> ResponseReturnValue:
     """The page showed our messages: record delivered and read, and tell the service with a status webhook."""
-    body = request.get_json(silent=True) or {}
+    body = _json_object()
     customer = _digits(str(body.get("customer") or ""))
+    ids = body.get("ids") or []
+    if not isinstance(ids, list):
+        return _problem("ids must be a list of message ids")
     records = _records()
     statuses: list[tuple[str, str]] = []
-    for wamid in body.get("ids") or []:
+    for wamid in ids:
         if not isinstance(wamid, str) or records.customer_of(wamid) != customer:
             continue
         for status in ("delivered", "read"):
@@ -183,15 +209,15 @@ def seen() -> ResponseReturnValue:
                 statuses.append((wamid, status))
     if statuses:
         payload = payloads.status_webhook(statuses, customer, _settings().phone_number_id)
-        _post_in_background(customer, None, payload, request.host_url)
+        _post_in_background(customer, None, payload)
     return jsonify({"statuses": [{"id": w, "status": s} for w, s in statuses]})
 
 
 @bp.post("/sandbox/api/send")
 def send_as_business() -> ResponseReturnValue:
     """Send any ``/messages`` payload through the service's own Graph client (try an interactive list, say)."""
-    payload = request.get_json(silent=True)
-    if not isinstance(payload, dict) or not payload.get("to"):
+    payload = _json_object()
+    if not payload.get("to"):
         return _problem("send a /messages payload with at least 'to' and 'type'")
     client = current_app.extensions["sandbox"].client
     try:
@@ -224,6 +250,12 @@ def media(media_id: str) -> Response:
         return Response("no such media", status=404, mimetype="text/plain")
     response = Response(found.data, mimetype=found.mime_type)
     response.headers["Cache-Control"] = "private, max-age=86400"
+    # What a customer uploaded never runs as a page of this origin: downloaded, not rendered, never sniffed.
+    # (<img>, <audio> and <video> on the simulator page still show it.)
+    name = quote(found.filename or f"{found.id}")
+    response.headers["Content-Disposition"] = f"attachment; filename*=UTF-8''{name}"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Content-Security-Policy"] = "sandbox"
     return response
 
 
@@ -237,18 +269,23 @@ def _deliver(customer: str, message: dict[str, Any]) -> ResponseReturnValue:
     records.add_customer(customer, name, keep_name=True)
     payload = payloads.webhook(message, name, _settings().phone_number_id)
     records.add_event(customer, "inbound", {"message": message, "webhook": payload}, wamid=message["id"])
-    _post_in_background(customer, message["id"], payload, request.host_url)
+    _post_in_background(customer, message["id"], payload)
     return jsonify({"id": message["id"], "webhook": payload}), 202
 
 
-def _post_in_background(customer: str, wamid: str | None, payload: dict[str, Any], host_url: str) -> None:
+def _post_in_background(customer: str, wamid: str | None, payload: dict[str, Any]) -> None:
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    _pool().submit(_post_webhook, app, customer, wamid, payload, host_url)
+    _pool().submit(_post_webhook, app, customer, wamid, payload)
 
 
-def _post_webhook(app: Any, customer: str, wamid: str | None, payload: dict[str, Any], host_url: str) -> None:
-    """POST like Meta: the exact bytes, their signature, Meta's user agent; record status and time to ack."""
-    records: Records = app.extensions["sandbox"].records
+def _post_webhook(app: Any, customer: str, wamid: str | None, payload: dict[str, Any]) -> None:
+    """POST like Meta: the exact bytes, their signature, Meta's user agent; record status and time to ack.
+
+    The POST goes to this app in-process, through the same WSGI stack a socket would reach; the signature is
+    checked there and never recorded, so no visitor ever obtains one.
+    """
+    sandbox = app.extensions["sandbox"]
+    records: Records = sandbox.records
     secret = app.extensions["whatsapp"].settings.whatsapp.app_secret or ""
     body = payloads.dumps(payload)
     headers = {
@@ -256,22 +293,14 @@ def _post_webhook(app: Any, customer: str, wamid: str | None, payload: dict[str,
         "User-Agent": "facebookexternalua",
         "X-Hub-Signature-256": payloads.sign(body, secret),
     }
-    url = host_url.rstrip("/") + "/whatsapp/webhook"
     started = time.time()
-    result: dict[str, Any] = {"url": url, "signature": headers["X-Hub-Signature-256"], "bytes": len(body)}
+    result: dict[str, Any] = {"url": WEBHOOK_PATH, "via": "in-process", "signed": True, "bytes": len(body)}
     try:
-        try:
-            answer = requests.post(url, data=body, headers=headers, timeout=WEBHOOK_TIMEOUT)
-        except requests.ConnectionError:
-            # The page's address (a proxy, a forwarded port) is not reachable from here: deliver in-process.
-            with requests.Session() as session:
-                session.mount(host_url, WsgiAdapter(app))
-                answer = session.post(url, data=body, headers=headers, timeout=WEBHOOK_TIMEOUT)
-            result["via"] = "in-process: the page's address is not reachable from the server"
+        answer = sandbox.webhooks.post(WEBHOOK_URL, data=body, headers=headers, timeout=WEBHOOK_TIMEOUT)
         result.update(status=answer.status_code, answer=answer.text[:200])
-    except requests.RequestException as error:
-        log.warning("sandbox: could not POST the webhook to %s: %s", url, type(error).__name__)
-        result.update(status=None, error=f"{type(error).__name__}: could not reach {url}")
+    except requests.RequestException as error:  # pragma: no cover - in-process: only a bug in the app gets here
+        log.warning("sandbox: could not POST the webhook in-process: %s", type(error).__name__)
+        result.update(status=None, error=type(error).__name__)
     result["ms"] = round((time.time() - started) * 1000, 1)
     try:
         if wamid is None:
@@ -302,8 +331,23 @@ def _settings() -> Any:
     return current_app.extensions["whatsapp"].settings.whatsapp
 
 
-def _problem(message: str, status: int = 400) -> ResponseReturnValue:
-    return jsonify({"error": message}), status
+def _problem(message: str, status: int = 400) -> Response:
+    response = jsonify({"error": message})
+    response.status_code = status
+    return response
+
+
+def _json_object() -> dict[str, Any]:
+    """The request's JSON object, read within ``JSON_CAP`` bytes; anything else is answered 400 (or 413) here."""
+    try:
+        body = json.loads(request_body(request, JSON_CAP) or b"null")
+    except BodyTooLarge:
+        abort(_problem(f"the body is over {JSON_CAP // 1024} KiB", 413))
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
+        abort(_problem("the body is not valid JSON", 400))
+    if not isinstance(body, dict):
+        abort(_problem("the body must be a JSON object", 400))
+    return body
 
 
 def _digits(text: str) -> str:

@@ -23,9 +23,11 @@ WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 class WsgiAdapter(BaseAdapter):
     """Dispatch each prepared request to ``app`` and hand back a complete ``requests.Response``."""
 
-    def __init__(self, app: WsgiApp) -> None:
+    def __init__(self, app: WsgiApp, environ: Mapping[str, Any] | None = None) -> None:
+        """``environ``: extra WSGI environ keys for every call (the sandbox marks its own calls with them)."""
         super().__init__()
         self.app = app
+        self.environ = dict(environ or {})
 
     def send(
         self,
@@ -47,6 +49,7 @@ class WsgiAdapter(BaseAdapter):
             path=_path_and_query(request.url or ""),
             headers=list(request.headers.items()),
             data=body or b"",
+            environ_base=self.environ,
         )
         try:
             environ = builder.get_environ()

@@ -636,7 +636,7 @@ function renderInspector(items, byId, calls) {
   const post = el("div", "muted");
   post.textContent = `POST ${item.ack ? item.ack.url : "/whatsapp/webhook"}` + (item.ack && item.ack.via ? ` (${item.ack.via})` : "");
   parts.push(post);
-  if (item.ack) parts.push(el("div", "muted", `X-Hub-Signature-256: ${item.ack.signature.slice(0, 23)}…`));
+  if (item.ack && item.ack.signed) parts.push(el("div", "muted", "Signed with the sandbox's own app secret (X-Hub-Signature-256)"));
   parts.push(jsonBlock(item.webhook));
 
   parts.push(el("h3", "", `Graph API calls (${related.length})`));
