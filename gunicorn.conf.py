@@ -11,7 +11,6 @@ import shutil
 import tempfile
 
 # --- Sizing ---------------------------------------------------------------------------------------------------------
-worker_class = "gthread"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 threads = 8
 
@@ -24,6 +23,9 @@ keepalive = 2
 limit_request_line = 4094
 limit_request_fields = 50
 limit_request_field_size = 8190
+# The gthread worker, but a client gets no thread before its request head has arrived: the head within 10 s, the
+# body within 30 s (see whatsapp/slow_clients.py; gunicorn itself has no timeout for either).
+worker_class = "whatsapp.slow_clients.ThreadWorker"
 
 # --- Metrics across worker processes --------------------------------------------------------------------------------
 # prometheus_client adds up the workers' numbers through files in one folder (its multiprocess mode). The folder must

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 import openai
-from flask import Flask
+from flask import Flask, Response, request
 from openai.types.chat import ChatCompletion
 
 from . import logs
@@ -97,6 +97,7 @@ def create_app(
     app.register_blueprint(webhook_bp)
     app.register_blueprint(health_bp)
     app.register_blueprint(metrics_bp)
+    app.register_error_handler(TimeoutError, _body_too_slow)
     app.cli.add_command(whatsapp_cli)
 
     if serving:
@@ -121,6 +122,12 @@ def _announce(settings: Settings) -> None:
         )
     if not (settings.openai.api_key or settings.openai.base_url):
         log.warning("no OPENAI_API_KEY or OPENAI_BASE_URL: agents answer with the offline demonstration model")
+
+
+def _body_too_slow(error: TimeoutError) -> Response:
+    """gunicorn.conf.py's worker gives a request body a deadline (whatsapp/slow_clients.py): past it, a 408."""
+    log.warning("%s %s answered 408: %s", request.method, request.path, error)
+    return Response("request body too slow", status=408, mimetype="text/plain")
 
 
 def _in_gunicorn_master() -> bool:

@@ -21,6 +21,7 @@ from flask import Request, Response, current_app, jsonify, redirect, request
 
 #: Set in the WSGI environ of the app's calls to itself (see :class:`~whatsapp.sandbox.transport.WsgiAdapter`).
 INTERNAL = "whatsapp.sandbox.internal"
+PAGE = "/simulator"
 COOKIE = "sandbox_key"
 HEADER = "X-Sandbox-Key"
 _FORWARDING = ("X-Forwarded-For", "X-Forwarded-Host", "Forwarded", "X-Real-IP")
@@ -50,9 +51,9 @@ def refusal(request: Request, *, public: bool, key: str) -> Response | None:
     offered = request.headers.get(HEADER) or request.cookies.get(COOKIE) or request.args.get("key") or ""
     if not hmac.compare_digest(offered.encode(), key.encode()):
         return _refuse(401, "the sandbox is public with a key: open the address with ?key= printed at start")
-    if "key" in request.args and request.method == "GET":
+    if request.path == PAGE and "key" in request.args:
         # Remember the key in a cookie and drop it from the address bar, history and later Referer headers.
-        response = redirect(request.path, code=303)
+        response = redirect(PAGE, code=303)
         response.set_cookie(COOKIE, key, httponly=True, samesite="Strict", secure=request.is_secure)
         return response
     return None
