@@ -12,6 +12,7 @@ LIVE = {
     "AK_WHATSAPP__ACCESS_TOKEN": "token",
     "AK_WHATSAPP__VERIFY_TOKEN": "verify",
     "AK_WHATSAPP__PHONE_NUMBER_ID": "106540352242922",
+    "AK_WHATSAPP__APP_SECRET": "secret",
 }
 
 
@@ -131,11 +132,14 @@ def test_every_missing_or_wrong_setting_is_named_in_one_message(tmp_path):
     with pytest.raises(ConfigError) as raised:
         load(tmp_path, environ)
     assert str(raised.value) == (
-        "3 settings need fixing: whatsapp.typo is not a known setting (from config.yaml or AK_WHATSAPP__TYPO); "
+        "4 settings need fixing: whatsapp.typo is not a known setting (from config.yaml or AK_WHATSAPP__TYPO); "
         "worker.threads must be a positive whole number, not 'lots': set AK_WORKER__THREADS in the environment or "
         ".env, or worker.threads in config.yaml; whatsapp.verify_token and whatsapp.phone_number_id are required "
         "with an access token: set AK_WHATSAPP__VERIFY_TOKEN and AK_WHATSAPP__PHONE_NUMBER_ID in the environment or "
-        ".env, or whatsapp.verify_token and whatsapp.phone_number_id in config.yaml."
+        ".env, or whatsapp.verify_token and whatsapp.phone_number_id in config.yaml; whatsapp.app_secret is required "
+        "with an access token, so that only Meta can post webhooks: set AK_WHATSAPP__APP_SECRET in the environment "
+        "or .env, or whatsapp.app_secret in config.yaml (App settings > Basic > App secret), or set "
+        "whatsapp.allow_unsigned to true to accept unsigned webhooks, which lets anyone post messages."
     )
 
 
