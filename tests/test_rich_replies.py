@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import textwrap
 
+import pytest
+
 from tests.fakes import webhooks as wh
 from tests.reliability.conftest import inbox_row, reply_rows
 from tests.service import base_environment
@@ -120,3 +122,24 @@ def test_outside_the_24_hour_window_the_failure_says_only_a_template_can_be_sent
     assert "131047" in row["reason"]
     assert "only an approved template can be sent" in row["reason"]
     assert graph.sends() == []  # no retry, no apology Meta would refuse too
+
+
+def test_an_uploaded_file_is_sent_by_its_media_id(graph):
+    from whatsapp.client import GraphClient
+    from whatsapp.replies import Image, ReplyError
+
+    graph.reset()
+    png = b"\x89PNG\r\n\x1a\nfake-png"
+    with GraphClient(
+        access_token=graph.access_token, phone_number_id=graph.phone_number_id, graph_url=graph.url
+    ) as client:
+        media_id = client.upload_media("image", png, "image/png", "cake.png")
+        client.send_message(CUSTOMER, Image(id=media_id, caption="Our cake").message())
+        with pytest.raises(ReplyError, match="unsupported media type for image: image/gif"):
+            client.upload_media("image", b"GIF89a", "image/gif")
+        info = client.media_info(media_id)
+        assert client.download_media(info.url, 1000) == png
+    [upload] = graph.uploads()
+    assert upload.extra["mime_type"] == "image/png" and upload.status == 200
+    [send] = graph.sends()
+    assert send.json["image"] == {"id": media_id, "caption": "Our cake"}

@@ -59,6 +59,14 @@ MEDIA_FORMATS: dict[str, dict[str, str]] = {
         "pptx": "application/vnd.openxmlformats-officedocument.presentationml.presentation",
     },
 }
+#: The largest file Meta takes for each kind of media, in bytes (a static sticker: 100 KB; animated: 500 KB).
+MEDIA_SIZE_LIMITS = {
+    "image": 5 * 1024 * 1024,
+    "sticker": 500 * 1024,
+    "audio": 16 * 1024 * 1024,
+    "video": 16 * 1024 * 1024,
+    "document": 100 * 1024 * 1024,
+}
 #: Common file extensions Meta takes for no kind of media: a link ending in one is refused at once.
 UNSUPPORTED_EXTENSIONS = frozenset(
     {"gif", "bmp", "tif", "tiff", "heic", "svg", "mov", "avi", "mkv", "webm", "wav", "flac"}
@@ -559,12 +567,14 @@ class Template(RichReply):
         return f"[template {self.name} {self.language}{filled}]"
 
 
-def media_format(kind: str, mime_type: str) -> str:
-    """Check an upload's MIME type against what Meta takes for ``kind``; returns it without parameters."""
+def media_format(kind: str, mime_type: str, size: int | None = None) -> str:
+    """Check an upload's MIME type (and size) against what Meta takes for ``kind``; returns the bare MIME type."""
     if kind not in MEDIA_FORMATS:
         raise ReplyError(f"unsupported media kind {kind!r}; one of {', '.join(sorted(MEDIA_FORMATS))}")
     base = mime_type.split(";")[0].strip().lower()
     if base not in set(MEDIA_FORMATS[kind].values()):
         allowed = ", ".join(sorted(set(MEDIA_FORMATS[kind].values())))
         raise ReplyError(f"unsupported media type for {kind}: {mime_type} (Meta takes {allowed})")
+    if size is not None and size > MEDIA_SIZE_LIMITS[kind]:
+        raise ReplyError(f"{kind} of {size} bytes is over Meta's limit of {MEDIA_SIZE_LIMITS[kind]} bytes")
     return base

@@ -9,6 +9,7 @@ the answer given. Failures are scripted with ``fail_next`` and served in Meta's 
 from __future__ import annotations
 
 import base64
+import email.policy
 import hashlib
 import itertools
 import re
@@ -18,6 +19,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from email.parser import BytesParser
 from typing import Any
 
 from tests.fakes.http import FakeServer, Recorded, Request, Response
@@ -25,6 +27,7 @@ from tests.fakes.outbound import Refused, recipient_of, validate_send
 
 _VERSION = r"v\d+\.\d+"
 _MESSAGES_PATH = re.compile(rf"^/(?P<version>{_VERSION})/(?P<node>[^/]+)/messages/?$")
+_MEDIA_PATH = re.compile(rf"^/(?P<version>{_VERSION})/(?P<node>[^/]+)/media/?$")
 _NODE_PATH = re.compile(rf"^/(?P<version>{_VERSION})/(?P<node>[^/]+)/?$")
 _DOWNLOAD_PATH = re.compile(r"^/media-download/(?P<media_id>[^/]+)$")
 
@@ -296,6 +299,8 @@ class FakeGraph(FakeServer):
             return self._record(request, graph_error(401, 190), kind=kind, wamid=None)
         if (match := _MESSAGES_PATH.match(request.path)) and request.method == "POST":
             return self._messages(request, match["node"])
+        if (match := _MEDIA_PATH.match(request.path)) and request.method == "POST":
+            return self._upload(request, match["node"])
         if (match := _NODE_PATH.match(request.path)) and request.method == "GET":
             return self._node(request, match["node"])
         response = graph_error(400, 2500, f"Unknown path components: {request.path}")
@@ -325,6 +330,29 @@ class FakeGraph(FakeServer):
             "messages": [{"id": wamid}],
         }
         return self._record(request, Response.of_json(200, answer), kind=kind, wamid=wamid)
+
+    def _upload(self, request: Request, node: str) -> Response:
+        """``POST /<phone_number_id>/media`` (multipart: file, type, messaging_product): the media becomes
+        resolvable and downloadable under a new id, as Meta's uploads are."""
+        if node != self.phone_number_id:
+            return self._record(request, _missing_node(node, "POST"), kind="upload")
+        fields = _multipart(request)
+        if fields.get("messaging_product", (b"", ""))[0] != b"whatsapp":
+            return self._record(
+                request, graph_error(400, 100, "(#100) The parameter messaging_product is required."), kind="upload"
+            )
+        if "file" not in fields or not fields.get("type"):
+            return self._record(request, _invalid(131008, "The parameters file and type are required."), kind="upload")
+        data, mime_type = fields["file"]
+        media_id = str(next(self._counter) + 900_000_000_000)
+        self.add_media(media_id, data, fields["type"][0].decode())
+        return self._record(
+            request, Response.of_json(200, {"id": media_id}), kind="upload", media_id=media_id, mime_type=mime_type
+        )
+
+    def uploads(self) -> list[Recorded]:
+        """Every upload call, in order; ``extra`` holds the media id and the file's declared type."""
+        return [c for c in self.calls if c.extra.get("kind") == "upload"]
 
     def _node(self, request: Request, node: str) -> Response:
         if node == self.phone_number_id:
@@ -368,6 +396,22 @@ class FakeGraph(FakeServer):
             response = Response(200, media.data, content_type=media.mime_type)
         self._record(request, response, kind="media_download", media_id=media_id, authorized=authorized)
         return response
+
+
+def _multipart(request: Request) -> dict[str, tuple[bytes, str]]:
+    """The fields of a multipart/form-data body: name -> (bytes, the part's content type)."""
+    content_type = request.headers.get("content-type", "")
+    if not content_type.startswith("multipart/form-data"):
+        return {}
+    parsed = BytesParser(policy=email.policy.HTTP).parsebytes(
+        f"Content-Type: {content_type}\r\n\r\n".encode() + request.body
+    )
+    fields = {}
+    for part in parsed.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if name:
+            fields[str(name)] = (part.get_payload(decode=True) or b"", part.get_content_type())
+    return fields
 
 
 def _is_delivered_send(call: Recorded, to: str | None, type_: str | None) -> bool:

@@ -21,23 +21,38 @@ import time
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from ..bodies import BodyTooLarge, request_body
 from . import guard
-from .payloads import DISPLAY_PHONE_NUMBER, VERIFIED_NAME, new_wamid
-from .records import Records
+from .payloads import DISPLAY_PHONE_NUMBER, VERIFIED_NAME, new_media_id, new_wamid
+from .records import Records, StoredMedia
 
 bp = Blueprint("sandbox_graph", __name__, url_prefix="/sandbox/graph")
 bp.before_request(guard.check)
 
 BODY_CAP = 256 * 1024
+UPLOAD_CAP = 101 * 1024 * 1024
 
 TEXT_LIMIT = 4096
 MEDIA_URL_SECONDS = 300
 _VERSION = re.compile(r"^v\d+\.\d+$")
 _SEND_TYPES = frozenset(
-    {"text", "interactive", "reaction", "image", "audio", "video", "document", "sticker", "location", "contacts"}
+    {
+        "text",
+        "interactive",
+        "reaction",
+        "image",
+        "audio",
+        "video",
+        "document",
+        "sticker",
+        "location",
+        "contacts",
+        "template",
+    }
 )
+_INTERACTIVE_TYPES = ("button", "list", "cta_url", "location_request_message")
 _MEDIA_TYPES = frozenset({"image", "audio", "video", "document", "sticker"})
 _TITLES = {
     100: "Invalid parameter",
@@ -157,15 +172,55 @@ def messages(version: str, node: str) -> Response:
         answer = {"success": True}
         _record(records, customer, kind, started, 200, answer, wamid=body["message_id"], typing=typing)
         return _json(200, answer)
-    to = str(body["to"])
+    to = str(body.get("to") or body["recipient"])
     wamid = new_wamid(to)
-    answer = {
-        "messaging_product": "whatsapp",
-        "contacts": [{"input": to, "wa_id": _digits(to)}],
-        "messages": [{"id": wamid}],
-    }
-    records.add_customer(_digits(to), "+" + _digits(to), keep_name=True)
+    contact = {"input": to, "wa_id": _digits(to)} if "to" in body else {"input": to, "user_id": to}
+    answer = {"messaging_product": "whatsapp", "contacts": [contact], "messages": [{"id": wamid}]}
+    records.add_customer(customer, "+" + customer if "to" in body else customer, keep_name=True)
     _record(records, customer, kind, started, 200, answer, wamid=wamid)
+    return _json(200, answer)
+
+
+@bp.post("/<version>/<node>/media")
+def upload(version: str, node: str) -> Response:
+    """Upload a file for a reply by media id (multipart: file, type, messaging_product); the simulator shows it.
+
+    The form is read within ``UPLOAD_CAP`` (Meta's largest media, a 100 MB document), never into ``_body()``.
+    """
+    started = time.time()
+    records, whatsapp = _state()
+    g.sandbox_graph_body = None
+    request.max_content_length = UPLOAD_CAP
+    try:
+        _check_token(whatsapp)
+        if not _VERSION.match(version) or node != whatsapp.phone_number_id:
+            raise _missing_node(node)
+        upload = request.files.get("file")
+        mime_type = request.form.get("type", "")
+        if request.form.get("messaging_product") != "whatsapp":
+            raise GraphFailure(400, 100, "(#100) The parameter messaging_product is required and must be whatsapp.")
+        if upload is None or not mime_type:
+            raise GraphFailure(400, 131008, details="The parameters file and type are required.")
+        data = upload.read()
+        media = StoredMedia(
+            id=new_media_id(),
+            customer="",
+            mime_type=mime_type,
+            filename=upload.filename or None,
+            sha256=hashlib.sha256(data).hexdigest(),
+            data=data,
+        )
+        records.put_media(media)
+    except RequestEntityTooLarge:
+        failure = GraphFailure(413, 100, f"(#100) The upload is over {UPLOAD_CAP} bytes")
+        _record(records, "", "upload", started, failure.status, failure.envelope())
+        return _json(failure.status, failure.envelope())
+    except GraphFailure as failure:
+        answer = failure.envelope()
+        _record(records, "", "upload", started, failure.status, answer)
+        return _json(failure.status, answer)
+    answer = {"id": media.id}
+    _record(records, "", "upload", started, 200, answer, media_id=media.id)
     return _json(200, answer)
 
 
@@ -256,7 +311,7 @@ def _customer(records: Records, body: Any, is_read: bool) -> str:
         return ""
     if is_read:
         return records.customer_of(str(body.get("message_id") or "")) or ""
-    return _digits(str(body.get("to") or ""))
+    return _digits(str(body["to"])) if body.get("to") else str(body.get("recipient") or "")
 
 
 def _common(body: Any) -> None:
@@ -283,8 +338,8 @@ def _invalid(details: str) -> GraphFailure:
 
 def _validate_send(body: Any) -> None:
     _common(body)
-    if not body.get("to"):
-        raise GraphFailure(400, 131008, details="The parameter to is required.")
+    if bool(body.get("to")) == bool(body.get("recipient")):
+        raise GraphFailure(400, 131008, details="One of the parameters to and recipient is required.")
     type_ = body.get("type", "text")
     if type_ not in _SEND_TYPES:
         raise _invalid(f"Param type must be one of {sorted(_SEND_TYPES)}; got {type_!r}.")
@@ -307,18 +362,43 @@ def _validate_send(body: Any) -> None:
             raise GraphFailure(400, 131008, details="The parameter reaction['message_id'] is required.")
     elif type_ in _MEDIA_TYPES and not (content.get("id") or content.get("link")):
         raise GraphFailure(400, 131008, details=f"The parameter {type_}['id'] or {type_}['link'] is required.")
+    elif type_ in ("image", "video", "document") and len(content.get("caption") or "") > 1024:
+        raise _invalid(f"{type_}['caption'] must be at most 1024 characters.")
+    elif type_ == "template" and not (content.get("name") and (content.get("language") or {}).get("code")):
+        raise GraphFailure(
+            400, 131008, details="The parameters template['name'] and ['language']['code'] are required."
+        )
+    elif type_ == "location" and not all(isinstance(content.get(k), int | float) for k in ("latitude", "longitude")):
+        raise GraphFailure(400, 131008, details="The parameters location['latitude'] and ['longitude'] are required.")
 
 
 def _validate_interactive(content: dict[str, Any]) -> None:
     kind = content.get("type")
     text = (content.get("body") or {}).get("text")
-    if kind not in ("button", "list"):
-        raise _invalid("interactive['type'] must be button or list in the sandbox.")
+    if kind not in _INTERACTIVE_TYPES:
+        raise _invalid(f"interactive['type'] must be one of {', '.join(_INTERACTIVE_TYPES)}.")
     if not isinstance(text, str) or not text:
         raise GraphFailure(400, 131008, details="The parameter interactive['body']['text'] is required.")
     if len(text) > 1024:
         raise _invalid("interactive['body']['text'] must be at most 1024 characters.")
     action = content.get("action") or {}
+    if kind == "cta_url":
+        parameters = action.get("parameters") or {}
+        text, url = parameters.get("display_text"), parameters.get("url")
+        if (
+            action.get("name") != "cta_url"
+            or not text
+            or len(text) > 20
+            or not str(url).startswith(("http://", "https://"))
+        ):
+            raise _invalid(
+                "A cta_url needs action name cta_url, display_text of 1 to 20 characters and an http(s) url."
+            )
+        return
+    if kind == "location_request_message":
+        if action != {"name": "send_location"}:
+            raise _invalid("A location request's action must be {'name': 'send_location'}.")
+        return
     if kind == "button":
         buttons = action.get("buttons")
         if not isinstance(buttons, list) or not 1 <= len(buttons) <= 3:

@@ -8,7 +8,7 @@ the page polls. Signatures are never handed out.
 
 - ``GET  /sandbox/api/customers`` and ``POST`` (``{"wa_id", "name"}``): the simulated customers;
   ``DELETE /sandbox/api/customers/<wa_id>`` forgets one with its conversation.
-- ``POST /sandbox/api/messages``: ``{"customer", "type": "text"|"button_reply"|"list_reply"|"reaction", ...}``.
+- ``POST /sandbox/api/messages``: ``{"customer", "type", ...}``: text, button_reply, list_reply, reaction, location.
 - ``POST /sandbox/api/media``: a multipart upload (``customer``, ``file``, ``caption``, ``voice``).
 - ``GET  /sandbox/api/conversation?customer=…&after=…``: the customer's events after a cursor, and "typing…".
 - ``POST /sandbox/api/seen``: the page displayed our messages: delivered and read, with status webhooks.
@@ -118,7 +118,7 @@ def remove_customer(wa_id: str) -> ResponseReturnValue:
 
 @bp.post("/sandbox/api/messages")
 def send_message() -> ResponseReturnValue:
-    """A customer's text, button or list tap, or reaction, delivered as a signed webhook."""
+    """A customer's text, button or list tap, reaction or shared location, delivered as a signed webhook."""
     body = _json_object()
     customer = _digits(str(body.get("customer") or ""))
     if not customer:
@@ -142,6 +142,14 @@ def send_message() -> ResponseReturnValue:
             return _problem("a reaction needs message_id")
         content = {"message_id": str(body["message_id"]), "emoji": str(body.get("emoji") or "")}
         message = payloads.message(customer, "reaction", content)
+    elif kind == "location":
+        try:
+            latitude, longitude = float(body["latitude"]), float(body["longitude"])
+        except (KeyError, TypeError, ValueError):
+            return _problem("a location needs latitude and longitude")
+        content = {"latitude": latitude, "longitude": longitude}
+        content.update({k: str(body[k]) for k in ("name", "address") if body.get(k)})
+        message = payloads.message(customer, "location", content, context_id=reply_to)
     else:
         return _problem(f"unknown type {kind!r}")
     return _deliver(customer, message)

@@ -241,6 +241,7 @@ function summary(item) {
       case "audio": return m.audio.voice ? "🎤 Voice message" : "🎵 Audio";
       case "document": return `📄 ${m.document.filename || "Document"}`;
       case "sticker": return "Sticker";
+      case "location": return `📍 ${m.location.name || "Location"}`;
       case "interactive": return (m.interactive[m.interactive.type] || {}).title || "Reply";
       default: return m.type;
     }
@@ -250,6 +251,8 @@ function summary(item) {
     case "text": return r.text.body;
     case "interactive": return r.interactive.body.text;
     case "location": return `📍 ${r.location.name || "Location"}`;
+    case "contacts": return `👤 ${((r.contacts[0] || {}).name || {}).formatted_name || "Contact"}`;
+    case "template": return `Template: ${r.template.name}`;
     default: return `${r.type}${(r[r.type] || {}).caption ? ": " + r[r.type].caption : ""}`;
   }
 }
@@ -464,32 +467,79 @@ function fillMine(bubble, message) {
       break;
     }
     case "interactive": addText(bubble, summary({mine: true, message})); break;
+    case "location": addText(bubble, `📍 ${content.name || "Location"} (${content.latitude}, ${content.longitude})`); break;
     default: addText(bubble, `[${message.type}]`);
   }
+}
+
+function mediaSource(content) {
+  if (/^https?:/.test(content.link || "")) return content.link;
+  return content.id ? mediaUrl(content.id) : "";
 }
 
 function fillTheirs(bubble, request) {
   const type = request.type || "text";
   const content = request[type] || {};
-  if (type === "text") return addText(bubble, content.body);
-  if (type === "interactive") {
-    const header = content.header || {};
-    if (header.type === "text" && header.text) bubble.append(el("div", "interactive-header", header.text));
-    addText(bubble, (content.body || {}).text);
-    if (content.footer && content.footer.text) bubble.append(el("div", "interactive-footer", content.footer.text));
-    return;
+  switch (type) {
+    case "text": return addText(bubble, content.body);
+    case "interactive": {
+      const header = content.header || {};
+      if (header.type === "text" && header.text) bubble.append(el("div", "interactive-header", header.text));
+      addText(bubble, (content.body || {}).text);
+      if (content.footer && content.footer.text) bubble.append(el("div", "interactive-footer", content.footer.text));
+      return;
+    }
+    case "image":
+    case "sticker": {
+      const img = el("img", type === "sticker" ? "media-img sticker" : "media-img");
+      img.src = mediaSource(content);
+      img.alt = content.caption || type;
+      bubble.append(img);
+      return addText(bubble, content.caption);
+    }
+    case "video":
+    case "audio": {
+      const player = el(type);
+      player.src = mediaSource(content);
+      player.controls = true;
+      bubble.append(player);
+      return addText(bubble, content.caption);
+    }
+    case "document": {
+      const doc = el("a", "doc");
+      doc.href = mediaSource(content);
+      doc.target = "_blank";
+      doc.rel = "noopener";
+      doc.append(el("span", "icon-big", "📄"), el("span", "", content.filename || "Document"));
+      bubble.append(doc);
+      return addText(bubble, content.caption);
+    }
+    case "location": {
+      const map = el("a", "doc");
+      map.href = `https://www.openstreetmap.org/?mlat=${content.latitude}&mlon=${content.longitude}`;
+      map.target = "_blank";
+      map.rel = "noopener";
+      map.append(el("span", "icon-big", "📍"), el("span", "", content.name || `${content.latitude}, ${content.longitude}`));
+      bubble.append(map);
+      return addText(bubble, content.address);
+    }
+    case "contacts": {
+      for (const card of request.contacts || []) {
+        const box = el("div", "contact-card");
+        box.append(el("span", "icon-big", "👤"), el("strong", "", (card.name || {}).formatted_name || "Contact"));
+        for (const phone of card.phones || []) box.append(el("div", "muted", `📞 ${phone.phone}`));
+        for (const email of card.emails || []) box.append(el("div", "muted", `✉️ ${email.email}`));
+        bubble.append(box);
+      }
+      return;
+    }
+    case "template": {
+      bubble.append(el("div", "interactive-header", `Template: ${content.name} (${(content.language || {}).code || ""})`));
+      const texts = (content.components || []).flatMap((c) => (c.parameters || []).map((p) => p.text || p.type));
+      return addText(bubble, texts.length ? texts.join(" · ") : "(no parameters)");
+    }
+    default: addText(bubble, `[${type}] ${content.caption || content.filename || content.link || content.id || ""}`);
   }
-  if (["image", "sticker"].includes(type) && /^https?:/.test(content.link || "")) {
-    const img = el("img", "media-img");
-    img.src = content.link;
-    img.alt = content.caption || type;
-    bubble.append(img);
-    return addText(bubble, content.caption);
-  }
-  if (type === "location") {
-    return addText(bubble, `📍 ${content.name || "Location"}\n${content.address || ""} (${content.latitude}, ${content.longitude})`);
-  }
-  addText(bubble, `[${type}] ${content.caption || content.filename || content.link || content.id || ""}`);
 }
 
 function interactiveControls(item) {
@@ -529,6 +579,21 @@ function interactiveControls(item) {
       }
       box.append(rows);
     }
+  } else if (content.type === "cta_url") {
+    const parameters = content.action.parameters || {};
+    const link = el("a", "cta", `🔗 ${parameters.display_text}`);
+    link.href = parameters.url;
+    link.target = "_blank";
+    link.rel = "noopener";
+    box.append(link);
+  } else if (content.type === "location_request_message") {
+    const share = el("button", "", "📍 Send location");
+    share.type = "button";
+    share.addEventListener("click", () => sendAction({
+      type: "location", latitude: 52.5200, longitude: 13.4050, name: "Simulated location", address: "Berlin",
+      reply_to: item.wamid,
+    }));
+    box.append(share);
   }
   return box;
 }
