@@ -112,7 +112,7 @@ def test_history_is_sent_between_the_system_prompt_and_the_new_message(fake: Fak
         *history,
         {"role": "user", "content": "and now?"},
     ]
-    assert "tools" not in request
+    assert tool_names(request) == {"show_buttons", "show_menu"}  # the example agent offers choices as buttons
 
 
 def test_several_tool_calls_run_in_parallel(fake: FakeOpenAI, runner: ChatRunner) -> None:

@@ -7,11 +7,14 @@ import textwrap
 
 import pytest
 
+from tests.agent_modules import agent_project
 from tests.fakes import webhooks as wh
+from tests.fakes.openai_server import tool_call
 from tests.reliability.conftest import inbox_row, reply_rows
 from tests.service import base_environment
 from tests.test_cli import flask
 from tests.test_replies import EXPECTED
+from whatsapp.replies import Buttons
 
 CUSTOMER = "16315551234"
 
@@ -143,3 +146,88 @@ def test_an_uploaded_file_is_sent_by_its_media_id(graph):
     assert upload.extra["mime_type"] == "image/png" and upload.status == 200
     [send] = graph.sends()
     assert send.json["image"] == {"id": media_id, "caption": "Our cake"}
+
+
+# from an agent module ---------------------------------------------------------------------------------------------
+
+BAKERY = '''
+    from agents import Agent, RunContextWrapper, function_tool
+    from whatsapp.replies import Buttons, Image, Reaction
+
+
+    @function_tool
+    def ask_size(question: str) -> Buttons:
+        """Ask the customer which cake size they want, with buttons."""
+        return Buttons(question, ["Small", "Large"])
+
+
+    @function_tool
+    def show_cake(ctx: RunContextWrapper, name: str) -> str:
+        """Show a photo of a cake."""
+        ctx.reply(Reaction("🎂"))
+        ctx.reply(Image(link=f"https://example.com/{name}.jpg", caption=name.title()))
+        return f"A photo of the {name} cake is on its way."
+
+
+    bakery = Agent(name="bakery", instructions="You sell cakes.", tools=[ask_size, show_cake])
+'''
+
+
+def test_an_agents_tools_answer_with_buttons_and_a_photo_sent_exactly_once(start_service, tmp_path, fakes):
+    graph, model = fakes
+    project = agent_project(tmp_path, {"bakery.py": BAKERY})
+    service = start_service(project=project, AK_WHATSAPP__AGENT="bakery", AK_WORKER__RETRY_DELAY="0.2")
+    model.reply_queue(
+        [
+            {"content": None, "tool_calls": [tool_call("show_cake", {"name": "lemon"})]},
+            {"content": None, "tool_calls": [tool_call("ask_size", {"question": "Which size?"})]},
+            "Here is our lemon cake.",
+        ]
+    )
+    graph.fail_next(1, status=400, code=131000, after=2)  # the photo fails once: the retry sends only it and after
+    message = wh.text_message("Show me the lemon cake")
+    service.post(wh.webhook(message))
+    service.wait_until_idle()
+    reaction = {"type": "reaction", "reaction": {"message_id": message["id"], "emoji": "🎂"}}
+    image = {"type": "image", "image": {"link": "https://example.com/lemon.jpg", "caption": "Lemon"}}
+    text = {"type": "text", "text": {"preview_url": False, "body": "Here is our lemon cake."}}
+    buttons = Buttons("Which size?", ["Small", "Large"]).message()
+    common = {"recipient_type": "individual", "to": CUSTOMER}
+    thread = {"context": {"message_id": message["id"]}}
+    assert [call.json for call in graph.sends()] == [
+        {**common, **reaction, "messaging_product": "whatsapp"},
+        {**common, **text, **thread, "messaging_product": "whatsapp"},
+        {**common, **image, "messaging_product": "whatsapp"},
+        {**common, **buttons, "messaging_product": "whatsapp"},
+    ]
+    assert len(graph.failed_sends()) == 1
+    assert len(model.chat_requests()) == 3  # the retry sent the stored answer without asking the model again
+    # what the model was told of the buttons stays in history for the next turn
+    model.reply_with("Large it is.")
+    service.post(wh.webhook(wh.button_reply("Large", "Large", wamid=None)))
+    service.wait_until_idle()
+    last = model.chat_requests()[-1]["messages"]
+    assert [m["content"] for m in last if m["role"] == "tool"] == [
+        "A photo of the lemon cake is on its way.",
+        "Sent to the customer: Which size?\n[Small] | [Large]",
+    ]
+    assert last[-1] == {"role": "user", "content": '[The customer tapped the button "Large" (id: Large)]'}
+
+
+def test_a_reply_breaking_metas_limits_is_an_error_the_model_reads_not_a_graph_400(start_service, tmp_path, fakes):
+    graph, model = fakes
+    project = agent_project(tmp_path, {"bakery.py": BAKERY})
+    service = start_service(project=project, AK_WHATSAPP__AGENT="bakery")
+    too_long = "Which size would you like for your cake? " * 30
+    model.reply_queue(
+        [
+            {"content": None, "tool_calls": [tool_call("ask_size", {"question": too_long})]},
+            "Which size, small or large?",
+        ]
+    )
+    service.post(wh.webhook(wh.text_message("A cake please")))
+    service.wait_until_idle()
+    tool_result = model.chat_requests()[1]["messages"][-1]
+    assert tool_result["role"] == "tool" and "Meta's limit is 1024" in tool_result["content"]
+    assert graph.failed_sends() == []
+    assert [text["body"] for text in graph.sent_texts()] == ["Which size, small or large?"]

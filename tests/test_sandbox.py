@@ -292,3 +292,38 @@ def test_each_model_request_of_a_message_is_kept_for_the_inspector(shop_sandbox,
     handing, billing = requests_of[second]
     assert [c["name"] for c in handing["answer"]["tool_calls"]] == ["transfer_to_billing"]
     assert billing["tools"] == ["invoice_total", "refund_policy", "transfer_to_shop"]
+
+
+def test_the_offline_model_shows_buttons_and_a_menu_and_a_tapped_row_comes_back(sandbox, simulator):
+    customer = simulator(sandbox)
+    customer.say("show me buttons")
+    text, buttons = customer.wait_for_replies(2)
+    assert text["request"]["type"] == "text"
+    assert buttons["request"]["interactive"]["type"] == "button"
+    assert [b["reply"]["title"] for b in buttons["request"]["interactive"]["action"]["buttons"]] == [
+        "Small",
+        "Medium",
+        "Large",
+    ]
+    customer.say("menu")
+    *_, menu = customer.wait_for_replies(4)
+    rows = menu["request"]["interactive"]["action"]["sections"][0]["rows"]
+    assert [row["id"] for row in rows] == ["hours", "order", "human"]
+    customer.act(type="list_reply", id="hours", title="Opening hours", reply_to=menu["wamid"])
+    *_, answer = customer.wait_for_replies(5)
+    assert 'chose "Opening hours"' in answer["request"]["text"]["body"]
+    [*_, tap] = customer.events("inbound")
+    assert tap["message"]["interactive"] == {
+        "type": "list_reply",
+        "list_reply": {"id": "hours", "title": "Opening hours"},
+    }
+
+
+def test_the_sandbox_graph_takes_every_kind_of_reply(sandbox, simulator):
+    from tests.test_replies import EXPECTED
+
+    customer = simulator(sandbox)
+    for _, message in EXPECTED:
+        sent = customer.send_as_business(message)
+        assert sent.status_code == 200, (message["type"], sent.text)
+    assert len(customer.wait_for_replies(len(EXPECTED))) == len(EXPECTED)

@@ -18,7 +18,8 @@ from contextlib import contextmanager
 import openai
 
 from . import metrics
-from .agents_runtime import Agent, ChatRunner, Customer, context_for, trim_history
+from .agents_runtime import Agent, ChatRunner, Customer, RunResult, context_for, trim_history
+from .answers import Answer
 from .attempts import current_attempt
 from .client import GraphAPIError, GraphClient
 from .config import Settings
@@ -135,7 +136,13 @@ class AgentWhatsAppRequestHandler:
             answer = self._answer(job, parsed)
             if answer is None:
                 return
-        self._send_reply(sender, answer, parsed.id, ANSWER_SLOT)
+        stored = Answer.decode(answer)
+        if not stored.replies:
+            self._send_reply(sender, answer, parsed.id, ANSWER_SLOT)
+            return
+        self._current.slot = ANSWER_SLOT
+        words = format_reply(stored.text) if stored.text.strip() else []
+        self._send_parts(sender, stored.parts(words), parsed.id)
 
     def _send_message(self, to: str, text: str, reply_to: str | None = None) -> None:
         """Send ``text`` as WhatsApp-formatted parts of at most 4096 characters, the first threaded to ``reply_to``.
@@ -279,9 +286,11 @@ class AgentWhatsAppRequestHandler:
             attempt.agent, attempt.model_seconds = last_agent, round(elapsed, 6)
         log.info("message %s: agent %s answered in %.2fs", tag(job.id), last_agent, elapsed)
         turns = [{"role": "user", "content": question.content}, *result.new_items]
-        answer = result.final_output or "…"
+        replies = tuple(Part(r.summary(), r.message(replying_to=job.id)) for r in replies_made(result))
+        answer = result.final_output or ("" if replies else "…")
         if question.prefix:
             answer = f"{question.prefix}\n\n{answer}"
+        answer = Answer(answer, replies).encode()
         session = {**session, "agent": last_agent, "entry": self.settings.whatsapp.agent, **customer_ids(message)}
         self.store.save_answer(job.id, job.holder, job.sender, answer, turns, session=session)
         if attempt := current_attempt.get():
@@ -355,6 +364,11 @@ def _threading(planned: Sequence[Reply], reply: Reply) -> str | None:
     points at its message itself and carries no context)."""
     first = next((r.part for r in planned if r.payload().get("type") != "reaction"), None)
     return reply.reply_to if reply.part == first else None
+
+
+def replies_made(result: RunResult) -> list[RichReply]:
+    """The rich replies a run made: returned by its tools or passed to ``ctx.reply()``, in the order made."""
+    return [reply for reply in result.context_wrapper.replies if isinstance(reply, RichReply)]
 
 
 def customer_ids(message: Message) -> dict[str, str]:

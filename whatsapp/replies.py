@@ -108,8 +108,12 @@ def _unique(values: Sequence[str], what: str) -> None:
 class RichReply:
     """Base of every reply object; a handler sends ``message()`` and keeps ``summary()`` in history."""
 
-    #: Whether the first part may be threaded to the customer's message (a reaction points at it instead).
-    threaded: ClassVar[bool] = True
+    #: Marks a value the agent runtime keeps when a tool returns it (``RunContextWrapper.replies``).
+    is_reply: ClassVar[bool] = True
+
+    def __str__(self) -> str:
+        """What the model reads when a tool returned this reply: that it was sent, and what it shows."""
+        return f"Sent to the customer: {self.summary()}"
 
     def message(self, replying_to: str | None = None) -> dict[str, Any]:
         """The message object for Graph's ``/messages`` (without addressing); ``replying_to`` is the customer's
@@ -501,7 +505,6 @@ class Reaction(RichReply):
 
     emoji: str
     message_id: str | None = None
-    threaded: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.emoji, str) or not self.emoji or len(self.emoji) > 10:

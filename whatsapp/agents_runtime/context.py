@@ -8,7 +8,7 @@ as the SDK's ``Runner.run(agent, input, context=...)`` lets a script decide.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .awaiting import resolve
@@ -29,9 +29,18 @@ class Customer:
 
 @dataclass(eq=False)
 class RunContextWrapper(Generic[TContext]):
-    """Handed to dynamic instructions and to tools that take it as their first parameter; never sent to the model."""
+    """Handed to dynamic instructions and to tools that take it as their first parameter; never sent to the model.
+
+    ``replies`` holds what the run sends the customer besides its final answer (the service's rich replies: buttons,
+    a list, an image...), in the order made: given to :meth:`reply`, or returned by a tool.
+    """
 
     context: TContext
+    replies: list[Any] = field(default_factory=list)
+
+    def reply(self, reply: Any) -> None:
+        """Send ``reply`` to the customer too, after the run (``ctx.reply(Buttons("Which size?", ["S", "L"]))``)."""
+        self.replies.append(reply)
 
 
 def context_for(agent: Agent, customer: Customer) -> Any:

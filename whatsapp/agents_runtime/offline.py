@@ -31,7 +31,7 @@ QUOTE_LIMIT = 200  # characters of the question repeated back; a document's text
 # Words that say nothing about what a tool or an agent is for.
 _STOPWORDS = frozenset(
     """a an and are as at be by can could do does for from get has have how i in is it its me my of on or our
-    please the their this to was what when where which who why will with would you your
+    please show the their this to was what when where which who why will with would you your
     agent agents handoff handle request requests question questions transfer help""".split()
 )
 _WORD = re.compile(r"[a-z0-9]+")

@@ -203,6 +203,9 @@ def _assistant_item(content: str | None, calls: list[Any]) -> dict[str, Any]:
 def _run_tool(function_tool: FunctionTool, arguments: str, ctx: RunContextWrapper[Any]) -> str:
     """The tool's result as the model reads it: ``str()`` of what it returned, as in the SDK.
 
+    A reply object (one whose ``is_reply`` is True, such as the service's buttons or images), or a list of them, is
+    also kept in ``ctx.replies`` for the caller to send.
+
     A decorated tool words its own failures; anything else that escapes (a hand-made ``FunctionTool``) is worded
     the same way here, so that a tool never fails the customer's message.
     """
@@ -213,6 +216,9 @@ def _run_tool(function_tool: FunctionTool, arguments: str, ctx: RunContextWrappe
         log.warning("tool %s failed: %s: %s", function_tool.name, type(error).__name__, error)
         return default_tool_error_function(ctx, error)
     log.info("tool %s ran in %.2fs", function_tool.name, time.monotonic() - started)
+    for reply in value if isinstance(value, list | tuple) else (value,):
+        if getattr(reply, "is_reply", False) is True:  # a reply object returned by a tool goes to the customer too
+            ctx.reply(reply)
     text = str(value)
     if len(text) > MAX_TOOL_RESULT_CHARS:
         text = text[:MAX_TOOL_RESULT_CHARS] + " [truncated]"
