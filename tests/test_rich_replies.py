@@ -134,7 +134,10 @@ def test_an_uploaded_file_is_sent_by_its_media_id(graph):
     graph.reset()
     png = b"\x89PNG\r\n\x1a\nfake-png"
     with GraphClient(
-        access_token=graph.access_token, phone_number_id=graph.phone_number_id, graph_url=graph.url
+        access_token=graph.access_token,
+        phone_number_id=graph.phone_number_id,
+        graph_url=graph.url,
+        media_hosts=("127.0.0.1",),
     ) as client:
         media_id = client.upload_media("image", png, "image/png", "cake.png")
         client.send_message(CUSTOMER, Image(id=media_id, caption="Our cake").message())
