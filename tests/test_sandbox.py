@@ -254,6 +254,8 @@ def test_graph_client_is_answered_in_process_including_capped_downloads(tmp_path
         client.download_media(tampered, max_bytes=1000)
     assert gone.value.status == 404
     sandbox.records.remove_customer(media.customer)
+    uploaded = client.upload_media("image", png(), "image/png", "pixel.png")  # for a reply by media id
+    assert sandbox.records.media(uploaded).data == png()
 
 
 def test_with_credentials_none_of_the_sandbox_is_mounted(tmp_path):
