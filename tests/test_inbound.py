@@ -68,7 +68,7 @@ def test_a_webhook_with_both_ids_is_answered_by_number_and_keeps_both_in_the_ses
     [call] = graph.sends()
     assert call.json["to"] == PHONE and "recipient" not in call.json
     session = SQLiteStore(tmp_path / "whatsapp.db").session(PHONE)
-    assert session == {"agent": "general", "wa_id": PHONE, "user_id": BSUID, "username": "kerry"}
+    assert session == {"agent": "general", "entry": "general", "wa_id": PHONE, "user_id": BSUID, "username": "kerry"}
 
 
 def test_cli_send_to_a_bsuid_uses_recipient(tmp_path, fakes):
