@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import pytest
 
 from agents import Agent, Customer, FunctionTool, Runner
 from tests.fakes.openai_server import tool_call
+from whatsapp import replies
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -110,3 +112,26 @@ def test_the_offline_model_answers_the_bakery_sensibly(
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     bakery = readme_agent_module()["bakery"]
     assert expected in Runner.run_sync(bakery, question, context=Customer("15550001", "Ada")).final_output
+
+
+def test_the_readme_rich_replies_examples_build_one_reply_of_every_kind() -> None:
+    """The agent example loads, and each line of the one-per-kind example builds a reply within Meta's limits."""
+    section = README.read_text().split("\n## Rich replies\n", 1)[1].split("\n## ", 1)[0]
+    agent_example, kinds_example = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    namespace: dict = {"__name__": "readme_cakes"}
+    exec(compile(agent_example, "README", "exec"), namespace)
+    assert isinstance(namespace["cakes"], Agent)
+    scope: dict = {}
+    built = []
+    for node in ast.parse(kinds_example).body:
+        if isinstance(node, ast.Expr):
+            built.append(eval(compile(ast.Expression(node.value), "README", "eval"), scope))
+        else:
+            exec(compile(ast.Module(body=[node], type_ignores=[]), "README", "exec"), scope)
+    every_kind = {
+        name
+        for name, value in vars(replies).items()
+        if isinstance(value, type) and issubclass(value, replies.RichReply) and not name.startswith("_")
+    }
+    assert every_kind - {"RichReply", "Text", "Contacts"} == {type(reply).__name__ for reply in built}
+    assert all(reply.message(replying_to="wamid.X")["type"] for reply in built)
