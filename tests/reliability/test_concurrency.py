@@ -5,6 +5,7 @@ from __future__ import annotations
 from tests.fakes import webhooks as wh
 from tests.fakes.openai_server import text_of
 from tests.reliability.conftest import inbox_row, post_concurrently
+from whatsapp.privacy import tag
 
 ADA = "4915112345678"
 BOB = "447700900123"
@@ -30,7 +31,7 @@ def test_eight_concurrent_deliveries_to_three_workers_are_answered_once(start_se
     assert [r["body"] for r in graph.sent_texts()] == ["You said: one answer, please"]
     assert len(model.chat_requests()) == 1
     assert health["store"]["messages"]["done"] == 1
-    assert service.logs().count(f"message {message['id']}: received from") == 1
+    assert service.logs().count(f"message {tag(message['id'])}: received from") == 1
 
 
 def test_one_customers_messages_keep_their_order_while_another_customer_is_not_held_up(start_service, fakes):

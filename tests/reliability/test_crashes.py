@@ -14,6 +14,7 @@ import time
 
 from tests.fakes import webhooks as wh
 from tests.reliability.conftest import inbox_row, reply_rows, wait_for
+from whatsapp.privacy import tag
 
 CUSTOMER = wh.DEFAULT_SENDER
 
@@ -85,7 +86,7 @@ def test_sigterm_mid_job_releases_the_claim_and_the_next_process_answers_once(st
     assert returncode == 0, "gunicorn did not stop within its graceful timeout"
     row = inbox_row(service, message["id"])
     assert (row["state"], row["holder"], row["attempts"]) == ("received", None, 0)  # released, attempt refunded
-    assert f"message {message['id']}: released at shutdown" in service.logs()
+    assert f"message {tag(message['id'])}: released at shutdown" in service.logs()
     assert graph.sent_texts() == []
 
     service.start()
