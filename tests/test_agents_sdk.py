@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import json
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
@@ -291,6 +292,12 @@ def test_wrong_instructions_and_tools_fail_when_the_agent_is_built() -> None:
         @function_tool
         def late(city: str, wrapper: RunContextWrapper[Any]) -> str:
             return city
+
+    with pytest.raises(TypeError, match="tool remind: Unable to generate pydantic-core schema"):
+
+        @function_tool
+        def remind(when: UserInfo | threading.Event) -> str:
+            return ""
 
 
 # -- agents and handoffs ------------------------------------------------------------------------------------------
