@@ -239,6 +239,18 @@ def test_tool_errors_are_worded_as_the_sdk_words_them(fake: FakeOpenAI) -> None:
     assert polite == "refund desk says: closed today"
 
 
+def test_without_a_failure_error_function_a_tool_error_fails_the_run(fake: FakeOpenAI) -> None:
+    @function_tool(failure_error_function=None)
+    def charge(amount: int) -> str:
+        """Charge the card."""
+        raise ConnectionError("payment provider unreachable")
+
+    fake.reply_queue([{"content": None, "tool_calls": [tool_call("charge", {"amount": 5})]}, "unreachable"])
+
+    with pytest.raises(ConnectionError, match="payment provider unreachable"):
+        Runner.run_sync(Agent(name="Till", tools=[charge]), "charge 5")
+
+
 # -- context ----------------------------------------------------------------------------------------------------
 
 

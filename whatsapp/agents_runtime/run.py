@@ -206,15 +206,11 @@ def _run_tool(function_tool: FunctionTool, arguments: str, ctx: RunContextWrappe
     A reply object (one whose ``is_reply`` is True, such as the service's buttons or images), or a list of them, is
     also kept in ``ctx.replies`` for the caller to send.
 
-    A decorated tool words its own failures; anything else that escapes (a hand-made ``FunctionTool``) is worded
-    the same way here, so that a tool never fails the customer's message.
+    A decorated tool words its own failures for the model; an error that escapes it (``failure_error_function=None``,
+    or a hand-made ``FunctionTool`` that raises) fails the run, as in the SDK, and the message is retried.
     """
     started = time.monotonic()
-    try:
-        value = resolve(function_tool.on_invoke_tool(ctx, arguments))
-    except Exception as error:
-        log.warning("tool %s failed: %s: %s", function_tool.name, type(error).__name__, error)
-        return default_tool_error_function(ctx, error)
+    value = resolve(function_tool.on_invoke_tool(ctx, arguments))
     log.info("tool %s ran in %.2fs", function_tool.name, time.monotonic() - started)
     for reply in value if isinstance(value, list | tuple) else (value,):
         if getattr(reply, "is_reply", False) is True:  # a reply object returned by a tool goes to the customer too
