@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ast
 import base64
 import json
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import openai
@@ -472,3 +474,16 @@ def test_discovery_finds_every_agent_module() -> None:
     assert {"general", "shop", "billing"} <= found.keys()
     assert found["shop"] is shop and found["billing"] is billing
     assert found["shop"].handoffs == [found["billing"]]
+
+
+def test_the_runtime_knows_nothing_of_http_or_whatsapp() -> None:
+    runtime = Path(load_agents.__code__.co_filename).parent
+    imported: set[str] = set()
+    for source in runtime.glob("*.py"):
+        for node in ast.walk(ast.parse(source.read_text())):
+            if isinstance(node, ast.Import):
+                imported.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                imported.add("." * node.level + (node.module or "").split(".")[0])
+    outside = {name for name in imported if name.startswith("..") or name in {"whatsapp", "flask", "requests"}}
+    assert outside == set()
