@@ -7,6 +7,7 @@ that the developer's own ``.env``, ``config.yaml``, ``agents/`` and ``instance/`
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -138,3 +139,18 @@ def test_readme_bakery_walk_through_in_the_sandbox_as_written(checkout):
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.1)
         assert answers[0].startswith("The opening_hours tool says: closed.")
+
+
+def test_every_command_line_in_the_readme_names_a_command_and_options_that_exist():
+    """README's commands are written as they run: ``./scripts/whatsapp <command> [--option]``, never a bare flask."""
+    from whatsapp.cli import whatsapp
+
+    readme = (ROOT / "README.md").read_text()
+    used = re.findall(r"\./scripts/whatsapp ([a-z-]+)((?: [^\s`#]+)*)", readme)
+    assert {command for command, _ in used} >= {"doctor", "send", "chat", "replay"}
+    for command, rest in used:
+        assert command in whatsapp.commands, f"README uses ./scripts/whatsapp {command}"
+        options = {opt for param in whatsapp.commands[command].params for opt in param.opts}
+        for option in re.findall(r"(--[a-z-]+)", rest):
+            assert option in options, f"README uses ./scripts/whatsapp {command} {option}"
+    assert not re.search(r"^\s*(\$ )?flask --app app whatsapp", readme, flags=re.M)  # only through the wrapper
