@@ -93,9 +93,9 @@ class RecordingClient:
     def __init__(self, world: World) -> None:
         self.world = world
 
-    def send_text(self, to: str, body: str, reply_to: str | None = None, preview_url: bool = False) -> str:
+    def send_message(self, to: str, message: dict, reply_to: str | None = None) -> str:
         self.world.inject("send")
-        self.world.sent.append(Sent(to, body, reply_to))
+        self.world.sent.append(Sent(to, message["text"]["body"], reply_to))
         return f"wamid.sent.{len(self.world.sent)}"
 
     def mark_read(self, message_id: str, typing: bool = False) -> None:
