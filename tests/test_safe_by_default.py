@@ -30,6 +30,7 @@ from tests.test_cli import flask
 from whatsapp import create_app
 from whatsapp.config import ConfigError, Settings, StoreSettings, WhatsAppSettings, load_settings
 from whatsapp.sandbox import configure
+from whatsapp.sandbox.guard import HEADER
 
 MiB = 1024 * 1024
 
@@ -213,6 +214,24 @@ def test_another_site_cannot_drive_the_simulator_through_a_visitors_browser(sand
     )
     assert same.status_code == 201
     assert web.delete(f"/sandbox/api/customers/{body['wa_id']}", base_url="http://localhost:8000").status_code == 204
+
+
+def test_a_public_sandbox_behind_a_proxy_takes_writes_from_its_own_page_only(sandbox_app):
+    app, sandbox = sandbox_app(public=True)
+    web = app.test_client()
+
+    def post(origin: str) -> int:
+        return web.post(  # the proxy rewrote Host to its upstream and said which host the browser asked for
+            "/sandbox/api/customers",
+            json={"wa_id": new_customer(), "name": "Via proxy"},
+            base_url="http://127.0.0.1:8000",
+            headers={"Origin": origin, "X-Forwarded-Host": "bot.example", HEADER: sandbox.key},
+            environ_base={"REMOTE_ADDR": "127.0.0.1"},
+        ).status_code
+
+    assert post("https://bot.example") == 201
+    assert post("https://attacker.example") == 403
+    assert post("null") == 403
 
 
 # 2. the sandbox signs with its own secret, hands out no signature, and posts only to itself ---------------------

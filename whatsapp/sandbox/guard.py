@@ -34,27 +34,27 @@ def check() -> Response | None:
     return refusal(request, public=sandbox.public, key=sandbox.key)
 
 
-def refusal(request: Request, *, public: bool, key: str) -> Response | None:
-    """``None`` when ``request`` may use the sandbox, else the answer that refuses it."""
-    if request.environ.get(INTERNAL):
+def refusal(incoming: Request, *, public: bool, key: str) -> Response | None:
+    """``None`` when ``incoming`` may use the sandbox, else the answer that refuses it."""
+    if incoming.environ.get(INTERNAL):
         return None
-    if request.method in ("POST", "PUT", "PATCH", "DELETE") and _cross_site(request):
+    if incoming.method in ("POST", "PUT", "PATCH", "DELETE") and _cross_site(incoming):
         return _refuse(403, "cross-site requests to the sandbox are refused")
     if not public:
-        if _from_this_machine(request):
+        if _from_this_machine(incoming):
             return None
         return _refuse(
             403,
             "the sandbox answers only on this machine (open http://localhost:<port>/simulator there); "
             "set AK_SANDBOX__PUBLIC=true to open it to others with the key printed at start",
         )
-    offered = request.headers.get(HEADER) or request.cookies.get(COOKIE) or request.args.get("key") or ""
+    offered = incoming.headers.get(HEADER) or incoming.cookies.get(COOKIE) or incoming.args.get("key") or ""
     if not hmac.compare_digest(offered.encode(), key.encode()):
         return _refuse(401, "the sandbox is public with a key: open the address with ?key= printed at start")
-    if request.path == PAGE and "key" in request.args:
+    if incoming.path == PAGE and "key" in incoming.args:
         # Remember the key in a cookie and drop it from the address bar, history and later Referer headers.
         response = redirect(PAGE, code=303)
-        response.set_cookie(COOKIE, key, httponly=True, samesite="Strict", secure=request.is_secure)
+        response.set_cookie(COOKIE, key, httponly=True, samesite="Strict", secure=incoming.is_secure)
         return response
     return None
 
@@ -76,7 +76,10 @@ def _cross_site(request: Request) -> bool:
     source = request.headers.get("Origin") or request.headers.get("Referer")
     if not source:
         return False  # not a browser's cross-site request (curl, the tests, the app itself)
-    return urlsplit(source).netloc.lower() != request.host.lower()
+    # Behind a proxy that rewrites Host, the address the browser used is in X-Forwarded-Host (a header no other
+    # site's page can make a browser send).
+    ours = {request.host.lower(), request.headers.get("X-Forwarded-Host", request.host).lower()}
+    return urlsplit(source).netloc.lower() not in ours
 
 
 def _hostname(host: str) -> str:
