@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import concurrent.futures
+import os
 import re
+import signal
+import time
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -31,6 +34,11 @@ def scrape(service: Service, token: str | None = None) -> dict[tuple[str, tuple]
 def receiving_workers(service: Service) -> set[str]:
     """The pids of the worker processes whose webhook recorded a message, from the log lines."""
     return set(re.findall(r"\[(\d+)\] whatsapp\.webhook:.*received from", service.logs()))
+
+
+def worker_processes(service: Service) -> set[str]:
+    """The pids of the worker processes that started their threads so far."""
+    return set(re.findall(r"worker started: \d+ threads in process (\d+)", service.logs()))
 
 
 def test_totals_add_up_across_two_workers_on_every_scrape(start_service, fakes):
@@ -112,3 +120,25 @@ def test_a_metrics_token_is_required_when_set(start_service):
     assert (wrong.status_code, wrong.headers["WWW-Authenticate"]) == (401, "Bearer")
     assert scrape(service, token="scrape-token-123")[("whatsapp_store_up", ())] == 1
     assert "scrape-token-123" not in service.logs()
+
+
+def test_a_killed_worker_still_counts_after_gunicorn_replaces_it(start_service, fakes):
+    graph, model = fakes
+    model.reply_with("Noted.")
+    service = start_service(workers=2, threads=2)
+    messages = [wh.text_message(f"question {n}", sender=f"1555000{n:04d}") for n in range(6)]
+    for message in messages:
+        assert service.post(wh.webhook(message)).status_code == 200
+    graph.wait_for_texts(len(messages))
+    service.wait_until_idle()
+    before = scrape(service)[("whatsapp_messages_received_total", ())]
+    assert before == len(messages)
+
+    booted = worker_processes(service)
+    os.kill(int(receiving_workers(service).pop()), signal.SIGKILL)
+    deadline = time.monotonic() + 20
+    while not worker_processes(service) - booted:  # gunicorn replaces the worker, which starts from zero
+        assert time.monotonic() < deadline, "gunicorn did not replace the killed worker"
+        time.sleep(0.1)
+    for _ in range(SCRAPES):
+        assert scrape(service)[("whatsapp_messages_received_total", ())] == before
