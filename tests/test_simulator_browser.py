@@ -330,3 +330,67 @@ def _save_screenshot(driver: WebDriver, path: Path) -> None:
     driver.execute_script("document.activeElement.blur()")
     path.parent.mkdir(parents=True, exist_ok=True)
     assert driver.save_screenshot(str(path))
+
+
+def test_every_kind_of_reply_is_rendered_and_list_rows_and_location_requests_answer(sandbox, model, browser, customer):
+    from tests.test_replies import EXPECTED
+
+    driver = browser
+    driver.get(sandbox.url + "/simulator")
+    driver.find_element(By.ID, "new-number").send_keys(customer.customer)
+    driver.find_element(By.ID, "new-name").send_keys("Rich Replies")
+    driver.find_element(By.ID, "add-customer-button").click()
+    wait(driver, "the new customer selected", lambda d: "Rich Replies" in d.find_element(By.ID, "me").text)
+    model.reply_with("Noted.")
+    for _, message in EXPECTED:
+        assert customer.send_as_business(message).status_code == 200
+    wait(driver, "every reply", lambda d: len(bubbles(d, "theirs")) >= len(EXPECTED))
+    # The page re-renders as events arrive, so every read and click is retried on a stale element.
+    page = wait(driver, "the replies' text", lambda d: " ".join(b.text for b in bubbles(d, "theirs")))
+    for shown in ("Which size?", "Our menu", "Your parcel is on its way.", "Lemon cake", "menu.pdf", "Our shop"):
+        assert shown in page, shown
+    assert "Shop support" in page and "+1 555 0100" in page and "help@example.com" in page
+    assert "Template: order_shipped (en_US)" in page and "Ada · #1001" in page
+    images = wait(
+        driver,
+        "the images",
+        lambda d: [i.get_attribute("src") for i in d.find_elements(By.CSS_SELECTOR, ".row.theirs img")],
+    )
+    assert "https://example.com/cake.jpg" in images and "https://example.com/smile.webp" in images
+    wait(
+        driver,
+        "a video and an audio player",
+        lambda d: d.find_elements(By.CSS_SELECTOR, ".row.theirs video, .row.theirs audio"),
+    )
+    href, label = wait(
+        driver,
+        "the CTA link",
+        lambda d: next((a.get_attribute("href"), a.text) for a in d.find_elements(By.CSS_SELECTOR, ".buttons a.cta")),
+    )
+    assert href == "https://example.com/track/1001" and "Track it" in label
+
+    def click(what: str, selector: str, text: str) -> None:
+        def found(d: WebDriver) -> bool:
+            element = next((e for e in d.find_elements(By.CSS_SELECTOR, selector) if text in e.text), None)
+            if element is None:
+                return False
+            element.click()
+            return True
+
+        wait(driver, what, found)
+
+    # Open the list menu and choose a row: a list_reply webhook quoting the menu.
+    click("the list button", ".list-open", "Menu")
+    click("the list row", ".list-rows button", "Lemon cake")
+    wait(driver, "my list reply", lambda d: bubble_with(d, "mine", "Lemon cake"))
+    # Answer the location request with the simulator's location.
+    click("the Send location button", ".buttons button", "Send location")
+    wait(driver, "my location", lambda d: bubble_with(d, "mine", "Simulated location"))
+    inbound = [e["message"] for e in customer.events("inbound")]
+    [choice] = [m for m in inbound if m["type"] == "interactive"]
+    assert choice["interactive"] == {
+        "type": "list_reply",
+        "list_reply": {"id": "cake-lemon", "title": "Lemon cake", "description": "With meringue"},
+    }
+    [location] = [m for m in inbound if m["type"] == "location"]
+    assert location["location"]["name"] == "Simulated location" and "context" in location
