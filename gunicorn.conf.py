@@ -3,16 +3,23 @@
 ``gunicorn app:app --config gunicorn.conf.py --bind ...``: options given on the command line win over this file.
 Sections: sizing (how many workers and threads), slow and oversized clients (what one client may cost), metrics
 across worker processes.
+
+The app is loaded once, in the master, before it listens (``preload_app``): a worker is forked ready instead of
+importing everything while connections already wait for it. Each worker then warms up (starts its background
+worker, opens the store's connections, runs a health check and an empty webhook through the app) before it accepts
+a connection, so the first webhook is acknowledged as fast as the thousandth.
 """
 
 import glob
 import os
 import shutil
+import signal
 import tempfile
 
 # --- Sizing ---------------------------------------------------------------------------------------------------------
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 threads = 8
+preload_app = True  # see the top of this file
 
 # --- Slow and oversized clients -------------------------------------------------------------------------------------
 # A worker whose main loop is silent this long is killed and replaced (gthread: the loop, not a request).
@@ -43,6 +50,26 @@ def on_starting(server):
     os.makedirs(folder, exist_ok=True)
     for stale in glob.glob(os.path.join(folder, "*.db")):
         os.remove(stale)
+
+
+def post_worker_init(worker):
+    """In each worker process, after the fork and before it accepts connections: warm up, and on SIGTERM stop
+    claiming at once (the running jobs get ``worker.shutdown_timeout`` when the process exits)."""
+    app = worker.wsgi
+    if "whatsapp" not in getattr(app, "extensions", {}):  # another app run with this file (the bench's yardstick)
+        return
+    from whatsapp.service import warm_up
+
+    warm_up(app)
+    background = app.extensions["whatsapp"].worker
+    graceful_exit = signal.getsignal(signal.SIGTERM)
+
+    def stop_claiming_then_exit(signum, frame):
+        background.stop_claiming()
+        if callable(graceful_exit):
+            graceful_exit(signum, frame)
+
+    signal.signal(signal.SIGTERM, stop_claiming_then_exit)
 
 
 def child_exit(server, worker):

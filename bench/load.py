@@ -90,8 +90,10 @@ def percentile(ordered: Sequence[float], q: float) -> float:
     return ordered[rank - 1]
 
 
-def request_bytes(shot: Shot, host: str) -> bytes:
+def request_bytes(shot: Shot, host: str, close: bool = False) -> bytes:
     head = [f"POST {shot.path} HTTP/1.1", f"Host: {host}", f"Content-Length: {len(shot.body)}"]
+    if close:
+        head.append("Connection: close")
     head += [f"{name}: {value}" for name, value in shot.headers]
     return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + shot.body
 
@@ -152,10 +154,20 @@ class OpenLoop:
     """Sends ``shots`` to ``url`` at ``rate`` per second over up to ``max_connections`` keep-alive connections.
 
     ``connections`` are opened before the clock starts and used in turn (first in, first out), so that the load
-    spreads over every gunicorn worker process that accepted one; more are opened when all are busy.
+    spreads over every gunicorn worker process that accepted one; more are opened when all are busy. With
+    ``fresh``, every request opens a connection of its own and asks the server to close it (``Connection:
+    close``), as Meta's deliveries do: the connect is then part of each latency.
     """
 
-    def __init__(self, url: str, *, connections: int = 16, max_connections: int = 512, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        connections: int = 16,
+        max_connections: int = 512,
+        timeout: float = 10.0,
+        fresh: bool = False,
+    ) -> None:
         parts = urlsplit(url)
         self.host = parts.hostname or "127.0.0.1"
         self.port = parts.port or 80
@@ -163,6 +175,7 @@ class OpenLoop:
         self.connections = connections
         self.max_connections = max_connections
         self.timeout = timeout
+        self.fresh = fresh
 
     def run(self, shots: Sequence[Shot], rate: float) -> list[Outcome]:
         """Blocks until every shot was answered or timed out; outcomes in shot order.
@@ -180,7 +193,7 @@ class OpenLoop:
     async def _run(self, shots: Sequence[Shot], rate: float) -> list[Outcome]:
         self._idle: asyncio.Queue[_Connection] = asyncio.Queue()
         self._open = 0
-        for _ in range(min(self.connections, len(shots))):
+        for _ in range(0 if self.fresh else min(self.connections, len(shots))):
             try:
                 self._idle.put_nowait(await _Connection.open(self.host, self.port))
             except OSError:
@@ -188,7 +201,7 @@ class OpenLoop:
             self._open += 1
             await asyncio.sleep(0.002)  # let every gunicorn worker's accept loop take its share
         loop = asyncio.get_running_loop()
-        requests = [request_bytes(shot, self.host_header) for shot in shots]
+        requests = [request_bytes(shot, self.host_header, close=self.fresh) for shot in shots]
         tasks = []
         start = loop.time() + 0.05
         for index, shot in enumerate(shots):
@@ -204,7 +217,7 @@ class OpenLoop:
 
     async def _acquire(self) -> _Connection:
         while True:
-            if self._idle.empty() and self._open < self.max_connections:
+            if self.fresh or (self._idle.empty() and self._open < self.max_connections):
                 self._open += 1
                 try:
                     return await _Connection.open(self.host, self.port)
@@ -238,7 +251,7 @@ class OpenLoop:
                 try:
                     status = await connection.exchange(data)
                 except (ConnectionError, asyncio.IncompleteReadError):
-                    if connection.uses < 2:
+                    if connection.uses < 2 or self.fresh:
                         raise
                     # A reused connection that the server had just closed: the request never arrived; once more.
                     self._discard(connection)

@@ -22,12 +22,14 @@ from .scenarios import (
     Bench,
     ack_latency,
     conversation_cost,
+    first_requests,
+    in_flight,
     intake_ceiling,
     outbound_throughput,
     pipeline_overhead,
 )
 
-MEASUREMENTS = ("ack", "pipeline", "turns", "outbound", "ceiling")
+MEASUREMENTS = ("ack", "first", "inflight", "pipeline", "turns", "outbound", "ceiling")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
@@ -39,6 +41,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--worker-threads", type=int, help="the service's background threads per process")
     parser.add_argument("--rate", type=float, help="offered rate of the ack-latency run (default 100/s)")
     parser.add_argument("--seconds", type=float, help="length of the ack-latency run (default 10 s)")
+    parser.add_argument("--inflight-rate", type=float, help="offered rate of the in-flight run (default 250/s)")
     parser.add_argument("--history-tokens", type=int, help="the service's openai.history_tokens (default 8000)")
     parser.add_argument("--model-delay", type=float, help="seconds the fake model takes (default 2)")
     parser.add_argument("--ladder", type=float, nargs="+", help="offered rates of the intake-ceiling climb")
@@ -60,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         "worker_threads": args.worker_threads,
         "load_rate": args.rate,
         "load_seconds": args.seconds,
+        "inflight_rate": args.inflight_rate,
         "model_delay": args.model_delay,
         "ladder": tuple(args.ladder) if args.ladder else None,
         "refine": args.refine,
@@ -85,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         steps = {
             "ack": ack_latency,
+            "first": first_requests,
+            "inflight": in_flight,
             "pipeline": pipeline_overhead,
             "turns": conversation_cost,
             "outbound": outbound_throughput,
@@ -116,6 +122,11 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(report.turns_row(results["turns"]))
     if "ack" in results:
         rows.append(report.memory_row(results["ack"]))
+        rows.append(report.answer_row(results["ack"], plan))
+    if "first" in results:
+        rows.append(report.probe_row(results["first"], plan))
+    if "inflight" in results:
+        rows.append(report.in_flight_row(results["inflight"], plan))
 
     print(report.markdown_table(rows))
     if "ack" in results:

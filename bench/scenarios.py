@@ -7,6 +7,7 @@ it; the store's count behind it still runs for every message).
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import math
 import shutil
@@ -45,6 +46,10 @@ class Plan:
     load_seconds: float = 10.0
     customers: int = 500
     model_delay: float = 2.0
+    probe_rate: float = 100.0  # first requests after a start, a new connection each
+    probe_seconds: float = 5.0
+    inflight_rate: float = 250.0  # x model_delay = conversations in flight
+    inflight_seconds: float = 10.0
     drain_timeout: float = 400.0
     ladder: tuple[float, ...] = (50, 100, 200, 300, 400, 600, 800, 1200, 1600, 2400, 3200, 4800)
     step_seconds: float = 5.0
@@ -71,6 +76,10 @@ QUICK = Plan(
     warmup_seconds=0.2,
     refine=0,
     pipeline_messages=20,
+    probe_rate=50,
+    probe_seconds=1,
+    inflight_rate=100,
+    inflight_seconds=1,
     outbound_sends=200,
     turns=20,
     checkpoints=(1, 10, 20),
@@ -95,6 +104,20 @@ class AckResult:
     answer_p99: float
     answer_max: float
     memory: list[Memory]
+    in_flight_peak: int = 0  # most conversations between webhook and answer at once
+    bare: Summary | None = None  # bare Flask under the same gunicorn, same webhooks, same schedule
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """The first requests after a start, a new connection each: ours and bare Flask."""
+
+    ours: Summary
+    bare: Summary
+    ours_first: float  # the slowest request scheduled in the first 0.3 s
+    bare_first: float
+    ours_ready_seconds: float  # launch -> first HTTP answer
+    bare_ready_seconds: float
 
 
 @dataclass(frozen=True)
@@ -251,7 +274,7 @@ class Bench:
             return
         self.profile_dir.mkdir(parents=True, exist_ok=True)
         output = self.profile_dir / f"{name}.txt"
-        command = ["py-spy", "record", "--pid", str(service.pid), "--subprocesses", "--rate", "200"]
+        command = ["py-spy", "record", "--pid", str(service.pid), "--subprocesses", "--rate", "200", "--gil"]
         command += ["--format", "raw", "--output", str(output), "--nonblocking"]
         spy = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(0.5)  # let it attach
@@ -302,16 +325,32 @@ def _idle(service: Gunicorn) -> bool:
     return counts["received"] + counts["claimed"] + counts["answered"] == 0
 
 
-# 1 and 6: ack latency under load, every message answered once; memory after it ----------------------------------
+# 1, 6 and 7: acks and answers under load, every message answered once; memory after it ---------------------------
 
 
 def ack_latency(bench: Bench) -> AckResult:
+    """100/s for 10 s from 500 customers with a 2 s model: acks, answers, memory; bare Flask on the same load."""
     plan = bench.plan
+    result = load_run(bench, "ack", plan.load_rate, plan.load_seconds)
     shots = customer_shots(int(plan.load_rate * plan.load_seconds), plan.customers)
+    with bench.bare() as service:
+        bare = Summary.of(plan.load_rate, OpenLoop(service.url).run(shots, plan.load_rate))
+    return dataclasses.replace(result, bare=bare)
+
+
+def in_flight(bench: Bench) -> AckResult:
+    """Many conversations in flight at once: ``inflight_rate`` x the model's time (250/s x 2 s = 500)."""
+    plan = bench.plan
+    return load_run(bench, "inflight", plan.inflight_rate, plan.inflight_seconds, offset=2 * 10**6)
+
+
+def load_run(bench: Bench, name: str, rate: float, seconds: float, offset: int = 0) -> AckResult:
+    plan = bench.plan
+    shots = customer_shots(int(rate * seconds), plan.customers, offset=offset)
     bench.fakes.call("reset")
     bench.fakes.call("delay", plan.model_delay)
-    with bench.ours("ack") as service:
-        outcomes = OpenLoop(service.url).run(shots, plan.load_rate)
+    with bench.ours(name) as service:
+        outcomes = OpenLoop(service.url).run(shots, rate)
         acked = {o.tag for o in outcomes if o.ok}
         last_ack = max(o.done for o in outcomes)
         bench.log(f"  {len(acked)}/{len(shots)} acknowledged; waiting for the answers...")
@@ -326,8 +365,9 @@ def ack_latency(bench: Bench) -> AckResult:
     answered_at = {reply_to: at for _, reply_to, at in texts}
     scheduled = {o.tag: o.scheduled for o in outcomes}
     answer_times = sorted(answered_at[tag] - scheduled[tag] for tag in acked if tag in answered_at)
+    spans = [(scheduled[tag], answered_at[tag]) for tag in acked if tag in answered_at]
     return AckResult(
-        summary=Summary.of(plan.load_rate, outcomes),
+        summary=Summary.of(rate, outcomes),
         expected=len(acked),
         answered_once=sum(replies[tag] == 1 for tag in acked),
         missing=sum(replies[tag] == 0 for tag in acked),
@@ -339,6 +379,59 @@ def ack_latency(bench: Bench) -> AckResult:
         answer_p99=percentile(answer_times, 99),
         answer_max=answer_times[-1] if answer_times else math.nan,
         memory=memory,
+        in_flight_peak=peak_overlap(spans),
+    )
+
+
+def peak_overlap(spans: Sequence[tuple[float, float]]) -> int:
+    """The most intervals open at one moment."""
+    events = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
+    peak = current = 0
+    for _, change in events:
+        current += change
+        peak = max(peak, current)
+    return peak
+
+
+# first requests after a start, a new connection each -------------------------------------------------------------
+
+
+FIRST_WINDOW = 0.3  # seconds: "the first requests" of the probe
+
+
+def first_requests(bench: Bench) -> ProbeResult:
+    """From the first HTTP answer after gunicorn is launched, webhooks at ``probe_rate`` on a new connection each
+    (as Meta sends them); ours with the 2 s model, then bare Flask, each launched fresh."""
+    plan = bench.plan
+    bench.fakes.call("reset")
+    bench.fakes.call("delay", plan.model_delay)
+    shots = customer_shots(int(plan.probe_rate * plan.probe_seconds), plan.customers, offset=3 * 10**6)
+    results = {}
+    for kind, app in (("ours", "app:app"), ("bare", "bench.bare_app:app")):
+        env = bench.environment("probe" if kind == "ours" else "bare")
+        service = Gunicorn(app, env, bench.workdir, workers=plan.workers, threads=plan.threads, name=f"probe-{kind}")
+        launched = time.monotonic()
+        service.launch()
+        try:
+            ready = service.first_answer() - launched
+            outcomes = OpenLoop(service.url, fresh=True).run(shots, plan.probe_rate)
+        finally:
+            service.stop()
+        start = min(o.scheduled for o in outcomes)
+        first = max((o.latency for o in outcomes if o.scheduled - start < FIRST_WINDOW), default=math.nan)
+        results[kind] = (Summary.of(plan.probe_rate, outcomes), first, ready)
+        bench.log(
+            f"  {kind}: ready {ready:.2f} s after launch; p50 {results[kind][0].p50 * 1e3:.1f} ms, "
+            f"p99 {results[kind][0].p99 * 1e3:.1f} ms, first {FIRST_WINDOW:g} s max {first * 1e3:.1f} ms"
+        )
+    bench.fakes.call("delay", 0.0)
+    return ProbeResult(
+        ours=results["ours"][0],
+        bare=results["bare"][0],
+        ours_first=results["ours"][1],
+        bare_first=results["bare"][1],
+        ours_ready_seconds=results["ours"][2],
+        bare_ready_seconds=results["bare"][2],
     )
 
 

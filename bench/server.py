@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import time
 import urllib.error
@@ -20,11 +21,12 @@ from tests.service import free_port, gunicorn_command
 
 @dataclass(frozen=True)
 class Memory:
-    """One worker process's resident memory (kB): now (VmRSS) and at its peak (VmHWM)."""
+    """One worker process's resident memory (kB): now (VmRSS) and at its peak (VmHWM); its CPU time so far."""
 
     pid: int
     rss_kb: int
     peak_kb: int
+    cpu_seconds: float = 0.0  # user + system
 
 
 def children(pid: int) -> list[int]:
@@ -53,7 +55,10 @@ def memory(pid: int) -> Memory:
             name, _, value = line.partition(":")
             if name in ("VmRSS", "VmHWM"):
                 fields[name] = int(value.split()[0])
-    return Memory(pid=pid, rss_kb=fields.get("VmRSS", 0), peak_kb=fields.get("VmHWM", 0))
+    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+        utime, stime = stat.read().rsplit(")", 1)[1].split()[11:13]
+    cpu = (int(utime) + int(stime)) / os.sysconf("SC_CLK_TCK")
+    return Memory(pid=pid, rss_kb=fields.get("VmRSS", 0), peak_kb=fields.get("VmHWM", 0), cpu_seconds=cpu)
 
 
 class Gunicorn:
@@ -73,12 +78,34 @@ class Gunicorn:
         self.log_path = workdir / f"{self.name}-{self.port}.log"
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 30.0) -> Gunicorn:
+    def launch(self) -> None:
+        """Start gunicorn and return at once (``start`` also waits until every worker is up)."""
         command = gunicorn_command(self.app, self.port, self.workers, self.threads)
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
                 command, cwd=self.workdir, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
+
+    def first_answer(self, timeout: float = 30.0) -> float:
+        """Wait for the first HTTP answer of any kind, asking every 5 ms on a new connection; returns its time
+        (``time.monotonic()``). What a load balancer's health check or a client retrying its connect sees."""
+        deadline = time.monotonic() + timeout
+        request = f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{self.port}\r\nConnection: close\r\n\r\n".encode()
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"gunicorn {self.app} exited with {self.process.returncode}:\n{self.logs()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as connection:
+                    connection.sendall(request)
+                    if connection.recv(16).startswith(b"HTTP/1."):
+                        return time.monotonic()
+            except OSError:
+                pass
+            time.sleep(0.005)
+        raise RuntimeError(f"gunicorn {self.app} did not answer within {timeout}s:\n{self.logs()}")
+
+    def start(self, timeout: float = 30.0) -> Gunicorn:
+        self.launch()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -12,7 +12,7 @@ from tests.service import ROOT
 
 def test_quick_bench_runs_every_measurement_and_prints_the_table():
     run = subprocess.run(
-        [sys.executable, "-m", "bench", "--quick"], cwd=ROOT, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "bench", "--quick"], cwd=ROOT, capture_output=True, text=True, timeout=240
     )
     assert run.returncode == 0, run.stderr[-3000:]
     lines = run.stdout.splitlines()
@@ -21,7 +21,13 @@ def test_quick_bench_runs_every_measurement_and_prints_the_table():
         assert any(line.startswith(row) for line in lines), row
     assert any(line.startswith("| 6. RSS per gunicorn worker") for line in lines)
     ack = next(line for line in lines if line.startswith("| 1. Ack latency"))
-    assert "0 errors" in ack and "50/50 answered exactly once" in ack
+    assert "0 errors" in ack and "50/50 answered exactly once" in ack and "bare Flask on the same load" in ack
+    answers = next(line for line in lines if line.startswith("| 7. Answer time"))
+    assert "50/50 answered exactly once" in answers
+    first = next(line for line in lines if line.startswith("| 8. First requests after a start"))
+    assert "0 errors" in first and "bare Flask" in first
+    in_flight = next(line for line in lines if line.startswith("| 9. Conversations in flight"))
+    assert "100/100 answered exactly once" in in_flight
 
 
 def test_latency_counts_from_the_scheduled_time_not_from_the_send():

@@ -39,7 +39,7 @@ def test_defaults(tmp_path):
     assert settings.whatsapp.agent_acknowledgement is None
     assert settings.whatsapp.typing_indicator is True
     assert settings.api.max_file_size == 10 * 1024 * 1024
-    assert settings.worker.threads == 8
+    assert settings.worker.threads == 256
     assert settings.openai.model == "gpt-4o-mini"
     assert settings.store.url == f"sqlite:///{(tmp_path / 'instance' / 'whatsapp.db').resolve()}"
     assert settings.mode == "sandbox" and not settings.signature_required
@@ -57,7 +57,7 @@ def test_precedence_is_defaults_then_yaml_then_dotenv_then_environment(tmp_path)
     assert settings.whatsapp.api_version == "v25.0"  # .env beats yaml
     assert settings.whatsapp.agent_acknowledgement == "yaml ack"  # yaml beats defaults
     assert settings.api.max_file_size == 100
-    assert settings.worker.threads == 8  # default
+    assert settings.worker.threads == 256  # default
 
 
 def test_openai_variables_are_read_from_the_environment_and_dotenv(tmp_path):

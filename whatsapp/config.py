@@ -55,7 +55,7 @@ class StoreSettings:
 
 @dataclass(frozen=True)
 class WorkerSettings:
-    threads: int = 8
+    threads: int = 256  # jobs at once per process: each mostly waits on the model
     lease_seconds: float = 30.0
     max_attempts: int = 5
     retry_delay: float = 2.0

@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import wait
 from contextlib import contextmanager
 
 import openai
@@ -29,6 +30,7 @@ from .privacy import clean, mask, tag
 from .questions import MEDIA_URL_PREFIX, Note, Notice, Question, QuestionBuilder, Transcriber, expects_answer
 from .replies import RichReply, Text
 from .store import Job, Part, Reply, Store
+from .typing import Typing
 
 log = logging.getLogger("whatsapp.handler")
 
@@ -38,7 +40,6 @@ HELP = (
     "I'm an assistant on WhatsApp. Send me a question as text, a voice note, a photo or a document "
     "(PDF or text) and I'll answer here.\n\n/reset starts our conversation over.\n/help shows this message."
 )
-TYPING_RENEWAL = 20.0  # seconds; WhatsApp hides "typing…" after about 25 s
 RATE_LIMITED = "You are sending messages faster than I can answer. Please wait a minute before sending more."
 
 # Reply slots: each reply a job sends has a slot, so a resumed job finds what it already sent. The built-in replies
@@ -72,6 +73,7 @@ class AgentWhatsAppRequestHandler:
         self.runner = runner
         self.agents = agents
         self.questions = QuestionBuilder(settings, client, store, transcribe)
+        self._typing = Typing(self._show_typing)
         self._current = threading.local()
 
     # called by the worker ----------------------------------------------------------------------------------------
@@ -210,15 +212,13 @@ class AgentWhatsAppRequestHandler:
 
     def _start_typing(self, message_id: str, typing: bool = True) -> None:
         """Mark read and show "typing…" on a side thread, so the agent starts without waiting a Graph round trip."""
-        thread = threading.Thread(target=self._show_typing, args=(message_id, typing), name="typing", daemon=True)
-        thread.start()
-        self._current.typing = thread
+        self._current.typing = self._typing.show_now(message_id, typing)
 
     def _typing_shown(self) -> None:
         """Wait for the typing indicator before anything is sent: arriving after a reply, it would linger 25 s."""
-        thread = getattr(self._current, "typing", None)
-        if thread is not None:
-            thread.join()
+        shown = getattr(self._current, "typing", None)
+        if shown is not None:
+            wait([shown])
             self._current.typing = None
 
     def _show_typing(self, message_id: str, typing: bool = True) -> None:
@@ -317,18 +317,14 @@ class AgentWhatsAppRequestHandler:
     @contextmanager
     def _typing_kept_up(self, message_id: str) -> Iterator[None]:
         """Renew "typing…" while the agent works: WhatsApp hides it after about 25 seconds."""
-        done = threading.Event()
-
-        def renew() -> None:
-            while not done.wait(TYPING_RENEWAL):
-                self._show_typing(message_id)
-
-        if self.settings.whatsapp.typing_indicator:
-            threading.Thread(target=renew, name=f"typing-{message_id[-8:]}", daemon=True).start()
+        if not self.settings.whatsapp.typing_indicator:
+            yield
+            return
+        self._typing.keep_up(message_id)
         try:
             yield
         finally:
-            done.set()
+            self._typing.stop(message_id)
 
     def _with_media(self, items: list[dict]) -> list[dict]:
         return [{**item, "content": self._with_media_content(item["content"])} for item in items]

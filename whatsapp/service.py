@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import atexit
+import hashlib
+import hmac
 import importlib
 import logging
 import os
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import click
+import httpx2
 import openai
 from flask import Flask, Response, request
 from openai.types.chat import ChatCompletion
@@ -23,7 +26,7 @@ from .client import GraphClient
 from .config import ConfigError, Settings, how_to_set, load_settings, validate
 from .handler import AgentWhatsAppRequestHandler
 from .questions import Transcriber
-from .store import Store, one_server, open_store
+from .store import Store, StoreUnavailable, one_server, open_store
 from .worker import Worker
 
 log = logging.getLogger("whatsapp")
@@ -81,7 +84,7 @@ def create_app(
         app.register_blueprint(home_bp)
     handler_class = handler or _handler_class(settings)
     watch = app.extensions["sandbox"].watch_model if settings.mode == "sandbox" else None
-    runner, transcribe = _model(settings, watch)
+    runner, transcribe = _model(settings, watch, connections=settings.worker.threads + 2)
     job_handler = handler_class(
         settings=settings, store=store, client=client, runner=runner, agents=agents, transcribe=transcribe
     )
@@ -128,6 +131,28 @@ def _body_too_slow(error: TimeoutError) -> Response:
     """gunicorn.conf.py's worker gives a request body a deadline (whatsapp/slow_clients.py): past it, a 408."""
     log.warning("%s %s answered 408: %s", request.method, request.path, error)
     return Response("request body too slow", status=408, mimetype="text/plain")
+
+
+def warm_up(app: Flask) -> None:
+    """Make the first webhook as fast as the thousandth: start the worker, open the store's connections, and run a
+    health check and an empty webhook through the app, so that what they load and compile is ready.
+
+    gunicorn calls this in each worker process before it accepts connections (``post_worker_init`` in
+    ``gunicorn.conf.py``)."""
+    service = app.extensions["whatsapp"]
+    service.worker.start()
+    try:
+        service.store.warm_up()
+    except StoreUnavailable as error:  # the webhook answers 503 until the store is back, and the worker retries
+        log.warning("could not open the store's connections before serving: %s", error)
+    empty = b'{"object": "whatsapp_business_account", "entry": []}'
+    headers = {"Content-Type": "application/json"}
+    secret = service.settings.whatsapp.app_secret
+    if secret:
+        headers["X-Hub-Signature-256"] = "sha256=" + hmac.new(secret.encode(), empty, hashlib.sha256).hexdigest()
+    with app.test_client() as client:
+        client.get("/healthz")
+        client.post("/whatsapp/webhook", data=empty, headers=headers)
 
 
 def _in_gunicorn_master() -> bool:
@@ -205,10 +230,15 @@ def _failure(error: Exception) -> str:
     return f"{type(error).__name__}{': ' + text if text else ''}{line}"
 
 
-def _model(settings: Settings, watch: Callable[[Any], Any] | None = None) -> tuple[ChatRunner, Transcriber]:
+def _model(
+    settings: Settings, watch: Callable[[Any], Any] | None = None, connections: int = 100
+) -> tuple[ChatRunner, Transcriber]:
     """The real model through the ``openai`` SDK; the offline demonstration model when none is configured.
 
-    ``watch`` wraps the model client (the sandbox keeps each request for the simulator's inspector).
+    ``watch`` wraps the model client (the sandbox keeps each request for the simulator's inspector). The SDK keeps
+    at most 100 idle connections; with more jobs than that waiting on the model at once, every call past the
+    hundredth would open (TLS and all) and close a connection of its own: ``connections`` is the number of jobs
+    this process runs at once, plus a margin.
     """
     config = settings.openai
     watch = watch or (lambda model: model)
@@ -219,6 +249,9 @@ def _model(settings: Settings, watch: Callable[[Any], Any] | None = None) -> tup
         base_url=config.base_url,
         timeout=config.timeout,
         max_retries=2,
+        http_client=openai.DefaultHttpxClient(
+            limits=httpx2.Limits(max_connections=max(1000, connections), max_keepalive_connections=connections)
+        ),
     )
 
     def transcribe(audio: bytes, filename: str, mime_type: str) -> str:

@@ -1,9 +1,11 @@
-"""Background work: a fixed set of threads per process, fed by one dispatcher that claims from the store.
+"""Background work: up to ``worker.threads`` jobs at once per process, fed by one dispatcher that claims from the store.
 
-Nothing is queued in memory: the dispatcher claims a message only when a thread is free, so a backlog stays in the
-store (durable, and visible to every other process) and memory does not grow with it. The store's claim keeps one
-customer's messages one at a time and oldest first, across threads and processes. The dispatcher also renews the
-leases of running jobs and releases messages whose holder died (a ``kill -9``), so they are answered at once.
+Nothing is queued in memory: the dispatcher claims a message only when one of the process's slots is free, so a
+backlog stays in the store (durable, and visible to every other process) and memory does not grow with it. A job
+mostly waits (on the model, on Graph), so the slots are many and the threads behind them are started as work
+arrives and stop when it is gone (:mod:`whatsapp.pool`). The store's claim keeps one customer's messages one at a
+time and oldest first, across threads and processes. The dispatcher also renews the leases of all running jobs in
+one write and releases messages whose holder died (a ``kill -9``), so they are answered at once.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from . import metrics
 from .attempts import Attempt, current_attempt
 from .config import WorkerSettings
 from .handler import LostClaim, describe, failure_class
+from .pool import ElasticPool
 from .privacy import tag
 from .store import Job, Store, StoreUnavailable
 
@@ -33,6 +36,7 @@ current_message: ContextVar[str | None] = ContextVar("current_message", default=
 POLL_INTERVAL = 1.0  # how often an idle process looks for messages recorded by other processes
 SWEEP_INTERVAL = 5.0  # how often it looks for claims whose holder died
 PRUNE_INTERVAL = 3600.0
+WARM_THREADS = 4  # threads kept started while idle, so that the first message does not wait for one to start
 
 
 class JobHandler(Protocol):
@@ -75,32 +79,37 @@ class Worker:
         self._stopping = threading.Event()
         self._started_pid: int | None = None
         self._running: dict[int, Job] = {}  # slot -> the job its thread (or run_once) is answering
+        self._finishing: set[str] = set()  # running jobs whose claim is being given up (finished, retried...)
+        self._claiming = True
 
     # lifecycle ---------------------------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the threads in this process (again after a fork: threads do not survive one)."""
+        """Start the dispatcher in this process (again after a fork: threads do not survive one)."""
         if self._started_pid == os.getpid():
             return
         self._started_pid = os.getpid()
         self._stopping.clear()
+        self._claiming = True
         self._free: queue.Queue[int] = queue.Queue()
-        self._slots: list[queue.Queue[Job | None]] = []
-        self._running: dict[int, Job] = {}
-        self._threads: list[threading.Thread] = []
         for slot in range(self.settings.threads):
-            self._slots.append(queue.Queue(maxsize=1))
             self._free.put(slot)
-            thread = threading.Thread(target=self._run_slot, args=(slot,), name=f"whatsapp-worker-{slot}", daemon=True)
-            thread.start()
-            self._threads.append(thread)
+        self._running = {}
+        self._finishing = set()
+        self._pool = ElasticPool("whatsapp-worker", self.settings.threads, keep=WARM_THREADS)
+        self._pool.warm()
         self._dispatcher = threading.Thread(target=self._dispatch, name="whatsapp-dispatcher", daemon=True)
         self._dispatcher.start()
-        log.info("worker started: %d threads in process %d", self.settings.threads, os.getpid())
+        log.info("worker started: up to %d jobs at once in process %d", self.settings.threads, os.getpid())
 
     def notify(self) -> None:
         """New messages were recorded: look now rather than at the next poll."""
         self._wake.set()
+
+    def stop_claiming(self) -> None:
+        """Claim nothing more (safe in a signal handler): on SIGTERM, before the process gets to :meth:`stop`, so
+        that a message another process releases at its own shutdown is not taken by one that is stopping too."""
+        self._claiming = False
 
     def stop(self, timeout: float | None = None) -> None:
         """Stop claiming, let running jobs finish within ``timeout``, then release what is still running."""
@@ -110,10 +119,7 @@ class Worker:
         self._wake.set()
         deadline = time.monotonic() + (self.settings.shutdown_timeout if timeout is None else timeout)
         self._dispatcher.join(max(0.0, deadline - time.monotonic()))
-        for slot_queue in self._slots:
-            slot_queue.put(None)
-        for thread in self._threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
+        self._pool.join(max(0.0, deadline - time.monotonic()))
         for slot, job in list(self._running.items()):
             try:
                 self.store.release(job.id, job.holder, refund_attempt=True)
@@ -143,6 +149,7 @@ class Worker:
         finally:
             current_message.reset(token)
             self._running.pop(slot, None)
+            self._finishing.discard(job.id)
         return job
 
     # the dispatcher ----------------------------------------------------------------------------------------------
@@ -174,10 +181,10 @@ class Worker:
                 self._wake.clear()
                 continue
             self._running[slot] = job
-            self._slots[slot].put(job)
+            self._pool.submit(self._run_slot, slot, job)
 
     def _claim(self, slot: int) -> Job | None:
-        if self._stopping.is_set():
+        if self._stopping.is_set() or not self._claiming:
             return None
         try:
             job = self.store.claim(self.holder(slot), self.settings.lease_seconds)
@@ -195,13 +202,16 @@ class Worker:
         return job
 
     def _renew_leases(self) -> None:
-        for slot, job in list(self._running.items()):
-            try:
-                held = self.store.renew(job.holder, [job.id], self.settings.lease_seconds)
-            except StoreUnavailable as error:
-                log.error("message %s: could not renew the lease: %s", tag(job.id), error)
-                continue
-            if job.id not in held and self._running.get(slot) is job:
+        running = list(self._running.items())
+        if not running:
+            return
+        try:
+            held = self.store.renew_all({job.id: job.holder for _, job in running}, self.settings.lease_seconds)
+        except StoreUnavailable as error:
+            log.error("could not renew the leases of %d running jobs: %s", len(running), error)
+            return
+        for slot, job in running:
+            if job.id not in held and self._running.get(slot) is job and job.id not in self._finishing:
                 log.warning("message %s: lease lost; another worker may take it over", tag(job.id))
 
     def release_dead_holders(self) -> None:
@@ -240,21 +250,18 @@ class Worker:
 
     # the threads -------------------------------------------------------------------------------------------------
 
-    def _run_slot(self, slot: int) -> None:
-        while True:
-            job = self._slots[slot].get()
-            if job is None:
-                return
-            token = current_message.set(job.id)
-            try:
-                self._run(job)
-            except Exception:  # never lose the thread; the lease or the sweep brings the message back
-                log.exception("message %s: unexpected error in the worker", tag(job.id))
-            finally:
-                current_message.reset(token)
-                self._running.pop(slot, None)
-                self._free.put(slot)
-                self._wake.set()
+    def _run_slot(self, slot: int, job: Job) -> None:
+        token = current_message.set(job.id)
+        try:
+            self._run(job)
+        except Exception:  # never lose the slot; the lease or the sweep brings the message back
+            log.exception("message %s: unexpected error in the worker", tag(job.id))
+        finally:
+            current_message.reset(token)
+            self._running.pop(slot, None)
+            self._finishing.discard(job.id)
+            self._free.put(slot)
+            self._wake.set()
 
     def _run(self, job: Job) -> None:
         now = time.time()
@@ -288,6 +295,7 @@ class Worker:
         except Exception as error:
             self._after_error(job, error)
             return
+        self._finishing.add(job.id)  # from here a renewal that finds the claim gone is no news
         if self.store.finish(job.id, job.holder, "done"):
             attempt.end("done")
             metrics.ANSWERED.inc()
@@ -311,6 +319,7 @@ class Worker:
             log.warning(
                 "message %s: attempt %d failed (%s); retrying in %.1fs", tag(job.id), job.attempts, reason, delay
             )
+            self._finishing.add(job.id)
             self.store.retry_later(job.id, job.holder, reason, delay)
         else:
             self._fail(job, reason, error)
@@ -320,6 +329,7 @@ class Worker:
             self.handler.give_up(job, error)
         except Exception as apology_error:
             log.error("message %s: could not send the apology: %s", tag(job.id), apology_error)
+        self._finishing.add(job.id)
         self.store.finish(job.id, job.holder, "failed", reason)
         metrics.FAILED.labels(reason=failure_class(error)).inc()
         attempt = current_attempt.get()

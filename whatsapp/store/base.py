@@ -9,7 +9,7 @@ Graph returned) -> ``done``; or ``failed`` with the reason.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,6 +119,11 @@ class Store(ABC):
     @abstractmethod
     def renew(self, holder: str, message_ids: Sequence[str], lease_seconds: float) -> set[str]:
         """Extend the leases ``holder`` still has; returns the ids it still holds."""
+
+    @abstractmethod
+    def renew_all(self, claims: Mapping[str, str], lease_seconds: float) -> set[str]:
+        """Extend the leases of every claim in ``claims`` (message id -> holder) in one write, as a process renews
+        all its running jobs at once; returns the ids whose holder still holds them."""
 
     @abstractmethod
     def release(self, message_id: str, holder: str, *, refund_attempt: bool = False) -> None:
@@ -253,6 +258,10 @@ class Store(ABC):
         if not is_tag(name) or self.get(name) is not None:
             return name
         return next((message_id for message_id in self.message_ids() if tag(message_id) == name), name)
+
+    @abstractmethod
+    def warm_up(self) -> None:
+        """Open connections now, before the first webhook needs one."""
 
     @abstractmethod
     def close(self) -> None: ...

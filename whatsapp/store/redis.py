@@ -43,7 +43,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -197,15 +197,15 @@ end
 return false
 """
 
-# ARGV: prefix, holder, lease seconds, ids... Returns the ids the holder still holds.
+# ARGV: prefix, lease seconds, then (id, holder) per claim. Returns the ids whose holder still holds them.
 _RENEW = """
-local holder, lease = ARGV[2], tonumber(ARGV[3])
+local lease = tonumber(ARGV[2])
 local t = clock()
 local held = {}
-for i = 4, #ARGV do
+for i = 3, #ARGV, 2 do
   local m = mkey(ARGV[i])
   local c = redis.call('HMGET', m, 'holder', 'state', 'sender')
-  if c[1] == holder and is_open(c[2]) then
+  if c[1] == ARGV[i + 1] and is_open(c[2]) then
     redis.call('HSET', m, 'lease_until', num(t + lease))
     evaluate(c[3], t)
     held[#held + 1] = ARGV[i]
@@ -469,9 +469,13 @@ class RedisStore(Store):
         )
 
     def renew(self, holder: str, message_ids: Sequence[str], lease_seconds: float) -> set[str]:
-        if not message_ids:
+        return self.renew_all(dict.fromkeys(message_ids, holder), lease_seconds)
+
+    def renew_all(self, claims: Mapping[str, str], lease_seconds: float) -> set[str]:
+        if not claims:
             return set()
-        return {_text(id_) for id_ in self._run("renew", holder, lease_seconds, *message_ids)}
+        pairs = [value for pair in claims.items() for value in pair]
+        return {_text(id_) for id_ in self._run("renew", lease_seconds, *pairs)}
 
     def release(self, message_id: str, holder: str, *, refund_attempt: bool = False) -> None:
         self._run("release", message_id, holder, int(refund_attempt), -1, "")
@@ -731,6 +735,12 @@ class RedisStore(Store):
                 yield from (_text(member) for member in client.sscan_iter(self._key("s", state)))
             for state in ("done", "failed"):
                 yield from (_text(member) for member, _ in client.zscan_iter(self._key("s", state)))
+
+    def warm_up(self) -> None:
+        try:
+            self._client.ping()
+        except redis.RedisError:
+            pass  # not reachable yet: the webhook answers 503 until it is, and says why
 
     def close(self) -> None:
         self._client.close()

@@ -1,7 +1,16 @@
 """SQLite store: the embedded default, safe across gunicorn worker processes and threads.
 
-WAL journal, one connection per thread, writes in ``BEGIN IMMEDIATE`` transactions so that claims from several
-processes are serialised by SQLite's own lock. ``synchronous=FULL``: a message is on disk before the webhook's 200.
+WAL journal, writes in ``BEGIN IMMEDIATE`` transactions so that claims from several processes are serialised by
+SQLite's own lock. ``synchronous=FULL``: a message is on disk before the webhook's 200, and every step of a job is
+on disk before the next one starts.
+
+Group commit: a process writes through one connection, and the writes that threads ask for while a transaction
+commits are run together in the next one, each in its own savepoint, with one fsync for all of them. Each caller
+still returns only once its own write is on disk. Under load the worker's hundreds of jobs would otherwise queue
+one fsync'd transaction at a time (six per answered message), and the webhook behind them. The webhook's writes go
+first: a transaction holds either only webhook writes or none, and a waiting webhook write is taken before any other.
+Reads use a small pool of connections shared by every thread (a connection per thread would cost each of hundreds
+of threads its own page cache), opened before the service accepts requests.
 """
 
 from __future__ import annotations
@@ -11,8 +20,9 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +42,8 @@ from .base import (
 )
 
 HISTORY_KEEP = 400  # turns kept per sender; the agent trims further to its token budget
+READERS = 4  # read connections kept open per process (reads are short: more would only hold page caches)
+BATCH_LIMIT = 64  # writes per group commit: bounds how long a webhook write can wait behind one
 
 _BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 _OPEN = "(" + ", ".join(f"'{state}'" for state in OPEN_STATES) + ")"
@@ -116,6 +128,8 @@ CREATE TABLE IF NOT EXISTS attempts (
 # base.sent_at in SQL: Meta's timestamp, never later than the arrival, the arrival when Meta's is missing.
 _SENT = "MIN(CASE WHEN ts > 0 THEN ts ELSE received_at END, received_at)"
 
+_INSERT = "INSERT OR IGNORE INTO inbox (id, sender, ts, payload, received_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)"
+
 # The head of each customer's queue, when nobody holds a live lease on that customer's messages.
 # Walked in (ts, seq) order, it stops at the first claimable head instead of sorting the whole backlog; the
 # subqueries must use the open-messages index (left alone, the planner picks one holding every finished message).
@@ -135,19 +149,40 @@ LIMIT 1
 """
 
 
+def _locked() -> threading.Lock:
+    lock = threading.Lock()
+    lock.acquire()
+    return lock
+
+
+@dataclass(eq=False)
+class _Write:
+    """A write waiting for a group commit: ``apply(db)`` runs inside the transaction. ``apply`` None: the thread
+    wants the writer connection to itself (``_write()``). Its thread sleeps on ``wake`` until the write is done or
+    the thread is handed the committer's role; only that one thread is woken, never every waiting writer."""
+
+    apply: Callable[[sqlite3.Connection], Any] | None
+    urgent: bool
+    wake: threading.Lock = field(default_factory=_locked)
+    taken: bool = False  # in a transaction being committed
+    done: bool = False
+    lead: bool = False  # this thread commits next
+    result: Any = None
+    error: BaseException | None = None
+
+
 class SQLiteStore(Store):
     def __init__(self, path: str | Path, *, write_timeout: float = 2.0, history_ttl: float = HISTORY_TTL) -> None:
         self.path = str(path)
         self.history_ttl = history_ttl
         self._write_timeout = write_timeout
-        self._local = threading.local()
-        self._writer = threading.Lock()
+        self._forget_connections()
         # A connection must never cross a fork (gunicorn --preload): the child opens its own.
         os.register_at_fork(after_in_child=self._forget_connections)
         if self.path != ":memory:":
             private_database(self.path)
         try:
-            db = self._connection()
+            db = self._writer()
             db.executescript(_SCHEMA + _OPERATIONS_SCHEMA)
             self._add_missing_columns(db)
         except sqlite3.Error as error:
@@ -172,17 +207,31 @@ class SQLiteStore(Store):
     # connections -------------------------------------------------------------------------------------------------
 
     def _forget_connections(self) -> None:
-        self._local = threading.local()
-        self._writer = threading.Lock()
+        self._writer_db: sqlite3.Connection | None = None
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self._mutex = threading.Lock()  # guards the queue of writes and the committer's role
+        self._queue: list[_Write] = []
+        self._committing = False
 
-    def _connection(self) -> sqlite3.Connection:
-        db = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(self.path, timeout=self._write_timeout, isolation_level=None)
-            db.row_factory = sqlite3.Row
-            self._use_wal(db)
-            db.execute("PRAGMA synchronous=FULL")
-            self._local.db = db
+    def warm_up(self) -> None:
+        """Open the writer and the read connections now, before the first webhook needs them."""
+        self._wait_turn(_Write(None, urgent=False))
+        try:
+            self._writer()
+            readers = [self._borrow_reader() for _ in range(READERS)]
+            for db in readers:
+                self._return_reader(db)
+        except sqlite3.Error as error:
+            raise StoreUnavailable(f"SQLite store {self.path}: {error}") from error
+        finally:
+            self._hand_over()
+
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=self._write_timeout, isolation_level=None, check_same_thread=False)
+        db.row_factory = sqlite3.Row
+        self._use_wal(db)
+        db.execute("PRAGMA synchronous=FULL")
         return db
 
     def _use_wal(self, db: sqlite3.Connection) -> None:
@@ -198,19 +247,71 @@ class SQLiteStore(Store):
                     raise
             time.sleep(0.01)
 
+    def _borrow_reader(self) -> sqlite3.Connection:
+        with self._readers_lock:
+            if self._readers:
+                return self._readers.pop()
+        return self._open()
+
+    def _return_reader(self, db: sqlite3.Connection) -> None:
+        with self._readers_lock:
+            if len(self._readers) < READERS:
+                self._readers.append(db)
+                return
+        db.close()
+
+    # writes ------------------------------------------------------------------------------------------------------
+
+    def _writer(self) -> sqlite3.Connection:
+        if self._writer_db is None:
+            self._writer_db = self._open()
+        return self._writer_db
+
+    def _wait_turn(self, write: _Write) -> bool:
+        """Queue ``write``; True when this thread is to commit (it leads), False once another thread committed it.
+
+        A write still queued after ``write_timeout`` is withdrawn and :class:`StoreUnavailable` raised: this
+        process's writers are stuck. One already in a transaction waits for it (bounded by ``BEGIN``'s own wait).
+        """
+        with self._mutex:
+            if not self._committing:
+                self._committing = True
+                if write.apply is not None:
+                    self._queue.append(write)
+                return True
+            self._queue.append(write)
+        if not write.wake.acquire(timeout=self._write_timeout):
+            with self._mutex:
+                if not (write.done or write.lead or write.taken):
+                    self._queue.remove(write)
+                    raise StoreUnavailable(f"SQLite store {self.path}: this process's writers are stuck behind a lock")
+            write.wake.acquire()
+        return write.lead and not write.done
+
+    def _hand_over(self) -> None:
+        """The committer is done: wake the next waiting write's thread to commit (a webhook's first), if any."""
+        with self._mutex:
+            if not self._queue:
+                self._committing = False
+                return
+            following = next((write for write in self._queue if write.urgent), self._queue[0])
+            if following.apply is None:
+                self._queue.remove(following)
+            following.lead = True
+            following.wake.release()
+
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction; any SQLite failure becomes :class:`StoreUnavailable`.
+        """One write transaction of its own; any SQLite failure becomes :class:`StoreUnavailable`.
 
-        This process's writers queue on a lock, without sleeping; against other processes ``BEGIN IMMEDIATE`` is
-        retried every millisecond or two until ``write_timeout``. SQLite's own busy handler sleeps 1, 2, 5, 10, 15,
-        20, 25 ms... between tries, so a lock held for half a millisecond cost a waiting webhook tens of them.
+        This process's writers queue without sleeping; against other processes ``BEGIN IMMEDIATE`` is retried
+        every millisecond or two until ``write_timeout``. SQLite's own busy handler sleeps 1, 2, 5, 10, 15, 20,
+        25 ms... between tries, so a lock held for half a millisecond cost a waiting webhook tens of them.
         """
-        if not self._writer.acquire(timeout=self._write_timeout):
-            raise StoreUnavailable(f"SQLite store {self.path}: this process's writers are stuck behind a lock")
+        self._wait_turn(_Write(None, urgent=False))
         try:
             try:
-                db = self._connection()
+                db = self._writer()
                 self._begin(db)
             except sqlite3.Error as error:
                 raise StoreUnavailable(f"SQLite store {self.path}: {error}") from error
@@ -224,7 +325,74 @@ class SQLiteStore(Store):
                     raise StoreUnavailable(f"SQLite store {self.path}: {error}") from error
                 raise
         finally:
-            self._writer.release()
+            self._hand_over()
+
+    def _apply(self, apply: Callable[[sqlite3.Connection], Any], *, urgent: bool = False) -> Any:
+        """Run ``apply(db)`` in a write transaction shared with whatever other writes are waiting (group commit).
+
+        Returns its result once the transaction is committed. ``urgent`` writes (the webhook's) are committed
+        before any waiting write that is not.
+        """
+        write = _Write(apply, urgent)
+        if self._wait_turn(write):
+            try:
+                while not write.done:
+                    self._commit(self._take_batch())
+            finally:
+                self._hand_over()
+        if write.error is not None:
+            raise write.error
+        return write.result
+
+    def _take_batch(self) -> list[_Write]:
+        with self._mutex:
+            waiting = [write for write in self._queue if write.apply is not None]
+            urgent = [write for write in waiting if write.urgent]
+            batch = (urgent or waiting)[:BATCH_LIMIT]
+            taken = set(map(id, batch))
+            self._queue = [write for write in self._queue if id(write) not in taken]
+            for write in batch:
+                write.taken = True
+        return batch
+
+    def _commit(self, batch: list[_Write]) -> None:
+        """One transaction for the batch, one savepoint per write: a write that raises is undone alone (its caller
+        gets the error); a failure of the transaction itself (locked, disk full) fails every write in it."""
+        try:
+            db = self._writer()
+            self._begin(db)
+        except sqlite3.Error as error:
+            self._finish_batch(batch, error)
+            return
+        try:
+            for write in batch:
+                db.execute("SAVEPOINT write")
+                try:
+                    write.result = write.apply(db)  # type: ignore[misc]  # batches hold writes with apply only
+                except Exception as error:
+                    if isinstance(error, sqlite3.Error) and not db.in_transaction:
+                        raise  # SQLite rolled the whole transaction back (disk full, I/O error)
+                    db.execute("ROLLBACK TO write")
+                    write.error = _unavailable(self.path, error) if isinstance(error, sqlite3.Error) else error
+                db.execute("RELEASE write")
+            db.execute("COMMIT")
+        except sqlite3.Error as error:
+            try:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            self._finish_batch(batch, error)
+            return
+        self._finish_batch(batch, None)
+
+    def _finish_batch(self, batch: list[_Write], error: sqlite3.Error | None) -> None:
+        failure = None if error is None else _unavailable(self.path, error)
+        for write in batch:
+            if failure is not None:
+                write.result, write.error = None, failure
+            write.done = True
+            write.wake.release()
 
     def _begin(self, db: sqlite3.Connection) -> None:
         deadline = time.monotonic() + self._write_timeout
@@ -245,30 +413,35 @@ class SQLiteStore(Store):
 
     def _read(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
         try:
-            return self._connection().execute(sql, params).fetchall()
+            db = self._borrow_reader()
         except sqlite3.Error as error:
             raise StoreUnavailable(f"SQLite store {self.path}: {error}") from error
+        try:
+            return db.execute(sql, params).fetchall()
+        except sqlite3.Error as error:
+            raise StoreUnavailable(f"SQLite store {self.path}: {error}") from error
+        finally:
+            self._return_reader(db)
 
     # received ----------------------------------------------------------------------------------------------------
 
     def record(self, entries: Sequence[InboxEntry]) -> list[bool]:
         now = time.time()
-        created = []
-        with self._write() as db:
-            for entry in entries:
-                cursor = db.execute(
-                    "INSERT OR IGNORE INTO inbox (id, sender, ts, payload, received_at, updated_at)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    (entry.id, entry.sender, entry.timestamp, json.dumps(entry.payload), entry.received_at, now),
-                )
-                created.append(cursor.rowcount == 1)
-        return created
+        rows = [
+            (entry.id, entry.sender, entry.timestamp, json.dumps(entry.payload), entry.received_at, now)
+            for entry in entries
+        ]
+
+        def insert(db: sqlite3.Connection) -> list[bool]:
+            return [db.execute(_INSERT, row).rowcount == 1 for row in rows]
+
+        return self._apply(insert, urgent=True)
 
     # claimed -----------------------------------------------------------------------------------------------------
 
     def claim(self, holder: str, lease_seconds: float) -> Job | None:
-        now = time.time()
-        with self._write() as db:
+        def claim(db: sqlite3.Connection) -> sqlite3.Row | None:
+            now = time.time()
             row = db.execute(_CLAIMABLE, {"now": now}).fetchone()
             if row is None:
                 return None
@@ -285,7 +458,11 @@ class SQLiteStore(Store):
                 " holder = ?, lease_until = ?, attempts = attempts + 1, updated_at = ? WHERE seq = ?",
                 (holder, now + lease_seconds, now, row["seq"]),
             )
-            claimed = db.execute("SELECT * FROM inbox WHERE seq = ?", (row["seq"],)).fetchone()
+            return db.execute("SELECT * FROM inbox WHERE seq = ?", (row["seq"],)).fetchone()
+
+        claimed = self._apply(claim)
+        if claimed is None:
+            return None
         return Job(
             id=claimed["id"],
             sender=claimed["sender"],
@@ -300,29 +477,37 @@ class SQLiteStore(Store):
         )
 
     def renew(self, holder: str, message_ids: Sequence[str], lease_seconds: float) -> set[str]:
-        if not message_ids:
+        return self.renew_all(dict.fromkeys(message_ids, holder), lease_seconds)
+
+    def renew_all(self, claims: Mapping[str, str], lease_seconds: float) -> set[str]:
+        if not claims:
             return set()
-        now = time.time()
-        marks = ",".join("?" * len(message_ids))
-        with self._write() as db:
-            db.execute(
-                f"UPDATE inbox SET lease_until = ? WHERE holder = ? AND id IN ({marks}) AND state IN {_OPEN}",
-                (now + lease_seconds, holder, *message_ids),
-            )
-            rows = db.execute(
-                f"SELECT id FROM inbox WHERE holder = ? AND id IN ({marks}) AND state IN {_OPEN}",
-                (holder, *message_ids),
-            ).fetchall()
-        return {row["id"] for row in rows}
+        pairs = list(claims.items())
+
+        def renew(db: sqlite3.Connection) -> set[str]:
+            until = time.time() + lease_seconds
+            held = set()
+            for message_id, holder in pairs:
+                cursor = db.execute(
+                    f"UPDATE inbox SET lease_until = ? WHERE id = ? AND holder = ? AND state IN {_OPEN}",
+                    (until, message_id, holder),
+                )
+                if cursor.rowcount:
+                    held.add(message_id)
+            return held
+
+        return self._apply(renew)
 
     def release(self, message_id: str, holder: str, *, refund_attempt: bool = False) -> None:
-        with self._write() as db:
+        def release(db: sqlite3.Connection) -> None:
             db.execute(
                 "UPDATE inbox SET state = CASE state WHEN 'claimed' THEN 'received' ELSE state END,"
                 " holder = NULL, lease_until = 0, attempts = attempts - ?, updated_at = ?"
                 f" WHERE id = ? AND holder = ? AND state IN {_OPEN}",
                 (1 if refund_attempt else 0, time.time(), message_id, holder),
             )
+
+        self._apply(release)
 
     def release_holders(self, is_dead: Callable[[str], bool]) -> list[str]:
         rows = self._read(f"SELECT id, holder FROM inbox WHERE holder IS NOT NULL AND state IN {_OPEN}")
@@ -334,14 +519,16 @@ class SQLiteStore(Store):
         return released
 
     def retry_later(self, message_id: str, holder: str, reason: str, delay: float) -> None:
-        now = time.time()
-        with self._write() as db:
+        def retry_later(db: sqlite3.Connection) -> None:
+            now = time.time()
             db.execute(
                 "UPDATE inbox SET state = CASE state WHEN 'claimed' THEN 'received' ELSE state END,"
                 " holder = NULL, lease_until = 0, not_before = ?, reason = ?, updated_at = ?"
                 f" WHERE id = ? AND holder = ? AND state IN {_OPEN}",
                 (now + delay, reason, now, message_id, holder),
             )
+
+        self._apply(retry_later)
 
     # answered ----------------------------------------------------------------------------------------------------
 
@@ -354,16 +541,19 @@ class SQLiteStore(Store):
         turns: Sequence[dict],
         session: dict[str, Any] | None = None,
     ) -> None:
-        now = time.time()
-        with self._write() as db:
+        items = [json.dumps(turn) for turn in turns]
+        session_json = None if session is None else json.dumps(session)
+
+        def save(db: sqlite3.Connection) -> None:
+            now = time.time()
             held = f"SELECT 1 FROM inbox WHERE id = ? AND holder = ? AND state IN {_OPEN}"
             if db.execute(held, (message_id, holder)).fetchone() is None:
                 return  # the claim was lost: the new holder's answer, turns and session are the ones to keep
-            if session is not None:
+            if session_json is not None:
                 db.execute(
                     "INSERT INTO sessions (sender, data, updated_at) VALUES (?, ?, ?)"
                     " ON CONFLICT (sender) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at",
-                    (sender, json.dumps(session), now),
+                    (sender, session_json, now),
                 )
             db.execute(
                 "UPDATE inbox SET state = 'answered', answer = ?, updated_at = ? WHERE id = ? AND holder = ?",
@@ -371,7 +561,7 @@ class SQLiteStore(Store):
             )
             db.executemany(
                 "INSERT INTO history (sender, item, created_at) VALUES (?, ?, ?)",
-                [(sender, json.dumps(turn), now) for turn in turns],
+                [(sender, item, now) for item in items],
             )
             db.execute(
                 "DELETE FROM history WHERE sender = ? AND id <= "
@@ -379,10 +569,12 @@ class SQLiteStore(Store):
                 (sender, sender, HISTORY_KEEP),
             )
 
+        self._apply(save)
+
     def plan_replies(
         self, message_id: str, slot: int, recipient: str, reply_to: str | None, bodies: Sequence[str | Part]
     ) -> list[Reply]:
-        with self._write() as db:
+        def plan(db: sqlite3.Connection) -> list[sqlite3.Row]:
             exists = db.execute(
                 "SELECT 1 FROM replies WHERE message_id = ? AND slot = ? LIMIT 1", (message_id, slot)
             ).fetchone()
@@ -392,30 +584,36 @@ class SQLiteStore(Store):
                     " VALUES (?, ?, ?, ?, ?, ?, ?)",
                     [(message_id, slot, n, recipient, reply_to, *_planned(body)) for n, body in enumerate(bodies)],
                 )
-            rows = db.execute(
+            return db.execute(
                 "SELECT * FROM replies WHERE message_id = ? AND slot = ? ORDER BY part", (message_id, slot)
             ).fetchall()
-        return [_reply(row) for row in rows]
+
+        return [_reply(row) for row in self._apply(plan)]
 
     def mark_sent(self, message_id: str, slot: int, part: int, wamid: str) -> None:
-        with self._write() as db:
+        def mark(db: sqlite3.Connection) -> None:
             db.execute(
                 "UPDATE replies SET wamid = ?, sent_at = ? WHERE message_id = ? AND slot = ? AND part = ?",
                 (wamid, time.time(), message_id, slot, part),
             )
+
+        self._apply(mark)
 
     # done / failed -----------------------------------------------------------------------------------------------
 
     def finish(self, message_id: str, holder: str, state: str, reason: str | None = None) -> bool:
         if state not in ("done", "failed"):
             raise ValueError(f"finish() takes 'done' or 'failed', not {state!r}")
-        with self._write() as db:
+
+        def finish(db: sqlite3.Connection) -> bool:
             cursor = db.execute(
                 "UPDATE inbox SET state = ?, reason = COALESCE(?, reason), holder = NULL, lease_until = 0,"
                 f" updated_at = ? WHERE id = ? AND holder = ? AND state IN {_OPEN}",
                 (state, reason, time.time(), message_id, holder),
             )
-        return cursor.rowcount == 1
+            return cursor.rowcount == 1
+
+        return self._apply(finish)
 
     # history -----------------------------------------------------------------------------------------------------
 
@@ -428,18 +626,22 @@ class SQLiteStore(Store):
         return json.loads(rows[0]["data"]) if rows else {}
 
     def clear_history(self, sender: str) -> None:
-        with self._write() as db:
+        def clear(db: sqlite3.Connection) -> None:
             db.execute("DELETE FROM history WHERE sender = ?", (sender,))
             db.execute("DELETE FROM sessions WHERE sender = ?", (sender,))
+
+        self._apply(clear)
 
     # media -------------------------------------------------------------------------------------------------------
 
     def save_media(self, media_id: str, mime_type: str, data: bytes) -> None:
-        with self._write() as db:
+        def save(db: sqlite3.Connection) -> None:
             db.execute(
                 "INSERT OR REPLACE INTO media (id, mime_type, data, created_at) VALUES (?, ?, ?, ?)",
                 (media_id, mime_type, data, time.time()),
             )
+
+        self._apply(save)
 
     def media(self, media_id: str) -> tuple[str, bytes] | None:
         rows = self._read("SELECT mime_type, data FROM media WHERE id = ?", (media_id,))
@@ -524,7 +726,21 @@ class SQLiteStore(Store):
         if not deliveries:
             return
         now = time.time()
-        with self._write() as db:
+        rows = [
+            (
+                d.wamid,
+                d.status,
+                DELIVERY_RANK.get(d.status, 0),
+                d.timestamp,
+                d.recipient,
+                d.error_code,
+                d.error_title,
+                now,
+            )
+            for d in deliveries
+        ]
+
+        def record(db: sqlite3.Connection) -> None:
             db.executemany(
                 "INSERT INTO deliveries (wamid, status, rank, ts, recipient, error_code, error_title, updated_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (wamid) DO UPDATE SET status = excluded.status,"
@@ -532,20 +748,10 @@ class SQLiteStore(Store):
                 " error_code = excluded.error_code, error_title = excluded.error_title,"
                 " updated_at = excluded.updated_at"
                 " WHERE excluded.rank > deliveries.rank",
-                [
-                    (
-                        d.wamid,
-                        d.status,
-                        DELIVERY_RANK.get(d.status, 0),
-                        d.timestamp,
-                        d.recipient,
-                        d.error_code,
-                        d.error_title,
-                        now,
-                    )
-                    for d in deliveries
-                ],
+                rows,
             )
+
+        self._apply(record, urgent=True)  # the webhook's
 
     def deliveries(self, wamids: Sequence[str]) -> dict[str, Delivery]:
         if not wamids:
@@ -564,11 +770,15 @@ class SQLiteStore(Store):
         return [_delivery(row) for row in rows]
 
     def record_attempt(self, message_id: str, number: int, attempt: dict[str, Any]) -> None:
-        with self._write() as db:
+        data = json.dumps(attempt)
+
+        def record(db: sqlite3.Connection) -> None:
             db.execute(
                 "INSERT OR REPLACE INTO attempts (message_id, number, data) VALUES (?, ?, ?)",
-                (message_id, number, json.dumps(attempt)),
+                (message_id, number, data),
             )
+
+        self._apply(record)
 
     def attempts(self, message_id: str) -> list[dict[str, Any]]:
         rows = self._read("SELECT data FROM attempts WHERE message_id = ? ORDER BY number", (message_id,))
@@ -590,10 +800,24 @@ class SQLiteStore(Store):
         return [row["id"] for row in self._read("SELECT id FROM inbox")]
 
     def close(self) -> None:
-        db = getattr(self._local, "db", None)
-        if db is not None:
+        with self._readers_lock:
+            readers, self._readers = self._readers, []
+        for db in readers:
             db.close()
-            self._local.db = None
+        if self._writer_db is not None:
+            self._wait_turn(_Write(None, urgent=False))
+            try:
+                if self._writer_db is not None:
+                    self._writer_db.close()
+                    self._writer_db = None
+            finally:
+                self._hand_over()
+
+
+def _unavailable(path: str, error: sqlite3.Error) -> StoreUnavailable:
+    unavailable = StoreUnavailable(f"SQLite store {path}: {error}")
+    unavailable.__cause__ = error
+    return unavailable
 
 
 def _delivery(row: sqlite3.Row) -> Delivery:
