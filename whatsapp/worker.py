@@ -100,7 +100,9 @@ class Worker:
         self._pool.warm()
         self._dispatcher = threading.Thread(target=self._dispatch, name="whatsapp-dispatcher", daemon=True)
         self._dispatcher.start()
-        log.info("worker started: up to %d jobs at once in process %d", self.settings.threads, os.getpid())
+        log.info(
+            "worker started: %d threads in process %d, started as work arrives", self.settings.threads, os.getpid()
+        )
 
     def notify(self) -> None:
         """New messages were recorded: look now rather than at the next poll."""
