@@ -675,8 +675,14 @@ def test_redis_store_is_chosen_by_url_and_keeps_instances_apart_by_prefix(redis_
 def test_redis_url_chooses_redis_when_store_url_is_not_set(tmp_path):
     from whatsapp.config import load_settings
 
+    live = {  # a live deployment: the sandbox never runs on Redis
+        "AK_WHATSAPP__ACCESS_TOKEN": "token",
+        "AK_WHATSAPP__VERIFY_TOKEN": "verify",
+        "AK_WHATSAPP__APP_SECRET": "secret",
+        "AK_WHATSAPP__PHONE_NUMBER_ID": "106540352242922",
+    }
     heroku = load_settings(
-        {"REDIS_URL": "rediss://:secret@redis.example:6380"}, dotenv_path=None, instance_path=tmp_path
+        {**live, "REDIS_URL": "rediss://:secret@redis.example:6380"}, dotenv_path=None, instance_path=tmp_path
     )
     assert heroku.store.url == "rediss://:secret@redis.example:6380"
     explicit = load_settings(
