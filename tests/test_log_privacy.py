@@ -61,6 +61,7 @@ def test_a_newline_in_anything_a_webhook_sent_cannot_forge_a_log_line(service, f
     payload = wh.combine(
         wh.webhook(message),
         wh.webhook(wh.text_message("elsewhere", sender=CUSTOMER), phone_number_id="1" + forged),
+        wh.webhook(wh.image_message("photo" + forged, sender="15550001111")),  # its lookup fails and is logged
         wh.envelope(statuses=[odd_status], errors=[wh.error(2, "account" + forged)]),
     )
     assert service.post(payload).status_code == 200

@@ -21,7 +21,7 @@ from requests.adapters import BaseAdapter, HTTPAdapter
 from urllib3.util.retry import Retry
 
 from .media_hosts import META_MEDIA_HOSTS, refusal
-from .privacy import tag
+from .privacy import clean, tag
 from .replies import media_format
 
 log = logging.getLogger("whatsapp.client")
@@ -258,7 +258,7 @@ class GraphClient:
 
     def media_info(self, media_id: str) -> MediaInfo:
         """Look up a media id: the download URL (valid 5 minutes), its type, hash and size."""
-        what = f"media_info {media_id}"
+        what = f"media_info {clean(media_id)}"  # the id came in a webhook
         response = self._request("GET", f"{self._base}/{quote(media_id, safe='')}", what)
         data = self._json(response, what)
         url = data.get("url")
