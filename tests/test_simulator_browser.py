@@ -110,6 +110,19 @@ def bubble_with(driver: WebDriver, side: str, text: str) -> WebElement | None:
     return next((b for b in bubbles(driver, side) if text in b.text), None)
 
 
+def click_bubble(driver: WebDriver, side: str, text: str) -> None:
+    """Click the bubble holding ``text``, found again if the page re-rendered it between finding and clicking."""
+
+    def clicked(d: WebDriver) -> bool:
+        bubble = bubble_with(d, side, text)
+        if bubble is None:
+            return False
+        bubble.click()
+        return True
+
+    wait(driver, f"a click on {text!r}", clicked)
+
+
 @pytest.fixture
 def customer(sandbox) -> Iterator[Simulator]:
     """A fresh number; the page adds it, the test reads its conversation, and it is forgotten afterwards."""
@@ -238,12 +251,12 @@ def test_the_readme_walk_through_shows_the_tool_call_and_the_handoff_in_the_insp
         assert "offered: invoice_total, refund_policy, transfer_to_shop" in inspector.text  # billing's own tools
 
         # Clicking my first message shows its story again.
-        bubble_with(driver, "mine", WALK_THROUGH[0]).click()
+        click_bubble(driver, "mine", WALK_THROUGH[0])
         wait(driver, "the first message inspected", lambda d: "tool call order_status" in inspector.text)
         assert "handoff to billing" not in inspector.text
-        bubble_with(driver, "mine", WALK_THROUGH[1]).click()
+        click_bubble(driver, "mine", WALK_THROUGH[1])
         wait(driver, "the second message inspected", lambda d: "handoff to billing" in inspector.text)
-        bubble_with(driver, "mine", WALK_THROUGH[0]).click()  # the picture shows the tool call
+        click_bubble(driver, "mine", WALK_THROUGH[0])  # the picture shows the tool call
         wait(driver, "the first message inspected again", lambda d: "tool call order_status" in inspector.text)
         ActionChains(driver).move_to_element(driver.find_element(By.ID, "business-name")).perform()
         if os.environ.get("SAVE_SCREENSHOT") == "1":
