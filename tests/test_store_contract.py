@@ -188,6 +188,20 @@ def test_a_message_that_arrives_while_an_older_one_is_claimed_waits_for_it(store
     assert store.claim("worker:1:1", LONG).id == "wamid.earlier"
 
 
+def test_a_begun_answer_is_resumed_before_an_older_message_redelivered_meanwhile(store):
+    store.record([entry("wamid.later", ts=1_700_000_200)])
+    job = store.claim("worker:1:0", LONG)
+    store.save_answer(job.id, job.holder, job.sender, "two parts", [{"role": "user", "content": "q"}])
+    store.plan_replies(job.id, 1, job.sender, job.id, ["part 1", "part 2"])
+    store.mark_sent(job.id, 1, 0, "wamid.sent.1")
+    store.release(job.id, job.holder)  # its worker stopped between the two parts
+    store.record([entry("wamid.earlier", ts=1_700_000_100)])  # older, redelivered after an outage
+    resumed = store.claim("worker:1:1", LONG)
+    assert (resumed.id, resumed.state) == ("wamid.later", "answered")  # part 2 follows part 1, nothing between
+    assert store.finish(resumed.id, resumed.holder, "done")
+    assert store.claim("worker:1:1", LONG).id == "wamid.earlier"
+
+
 def test_a_claim_carries_the_message_and_counts_the_attempt(store):
     store.record([entry("wamid.1", sender="15550009", ts=1_700_000_009, received_at=1_700_000_010.5)])
     job = store.claim("host:42:3", LONG)

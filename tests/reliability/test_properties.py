@@ -363,16 +363,21 @@ class Simulation:
     # what must hold
 
     def check_claim(self, job: Job) -> None:
-        """One customer at a time, oldest first (Meta's timestamp, then arrival)."""
+        """One customer at a time: a message whose answer has begun first, then oldest first (Meta's timestamp,
+        then arrival)."""
         rows = self.store._read("SELECT id, ts, seq, state, holder FROM inbox WHERE sender = ?", (job.sender,))
+
+        def rank(row: Any) -> tuple[bool, int, int]:
+            return (row["state"] != "answered", row["ts"], row["seq"])
+
         mine = next(row for row in rows if row["id"] == job.id)
         for row in rows:
             if row["id"] == job.id:
                 continue
             if row["holder"] is not None:
                 self.world.violations.append(f"{job.id} claimed while {row['id']} of the same customer is claimed")
-            if (row["ts"], row["seq"]) < (mine["ts"], mine["seq"]) and row["state"] not in ("done", "failed"):
-                self.world.violations.append(f"{job.id} claimed before the older {row['id']}")
+            if rank(row) < rank(mine) and row["state"] not in ("done", "failed"):
+                self.world.violations.append(f"{job.id} claimed before {row['id']}, which was ahead of it")
 
 
 def sends_of(world: World) -> dict[str, list[Sent]]:

@@ -14,7 +14,8 @@ Keys, under a prefix (``whatsapp:`` by default):
                              ``w:<slot>:<part>`` the wamid Graph returned.
 ``seq``               string arrival counter (INCR), the tie-break of equal Meta timestamps.
 ``q:<sender>``        zset   the customer's open messages: score = Meta timestamp, member = ``<seq:016>:<id>``,
-                             so the head (rank 0) is the oldest by (timestamp, arrival).
+                             so the head (rank 0) is the oldest by (timestamp, arrival); 0 once its answer has
+                             begun, so that an older message redelivered meanwhile waits until every part is sent.
 ``ready``             zset   customers whose head is claimable now, scored by the head's timestamp.
 ``wait``              zset   customers with a live lease or a backoff, scored by when to look again.
 ``claims``            hash   customer -> the message of its current (or last unreleased) claim.
@@ -234,11 +235,12 @@ return 1
 _SAVE_ANSWER = """
 local id, holder, sender = ARGV[2], ARGV[3], ARGV[4]
 local m = mkey(id)
-local c = redis.call('HMGET', m, 'holder', 'state')
+local c = redis.call('HMGET', m, 'holder', 'state', 'qm')
 if c[1] ~= holder or not is_open(c[2]) then return 0 end
 local t = clock()
 local ttl = math.ceil(tonumber(ARGV[7]))
 set_state(m, id, c[2], 'answered', t)
+redis.call('ZADD', P .. 'q:' .. sender, 0, c[3])  -- a begun answer heads its customer's queue until it is sent
 redis.call('HSET', m, 'answer', ARGV[5], 'updated_at', num(t))
 if ARGV[8] ~= '' then redis.call('SET', P .. 'sess:' .. sender, ARGV[8], 'EX', ttl) end
 if #ARGV >= 9 then

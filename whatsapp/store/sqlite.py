@@ -130,7 +130,9 @@ _SENT = "MIN(CASE WHEN ts > 0 THEN ts ELSE received_at END, received_at)"
 
 _INSERT = "INSERT OR IGNORE INTO inbox (id, sender, ts, payload, received_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)"
 
-# The head of each customer's queue, when nobody holds a live lease on that customer's messages.
+# The head of each customer's queue, when nobody holds a live lease on that customer's messages. A message whose
+# answer has begun (``answered``) heads its customer's queue: an older one redelivered meanwhile waits until every
+# part of it is sent, so one customer's replies never interleave.
 # Walked in (ts, seq) order, it stops at the first claimable head instead of sorting the whole backlog; the
 # subqueries must use the open-messages index (left alone, the planner picks one holding every finished message).
 _CLAIMABLE = f"""
@@ -140,7 +142,9 @@ WHERE i.state IN {_OPEN}
   AND i.not_before <= :now
   AND NOT EXISTS (
       SELECT 1 FROM inbox j INDEXED BY inbox_open WHERE j.sender = i.sender AND j.state IN {_OPEN}
-        AND (j.ts < i.ts OR (j.ts = i.ts AND j.seq < i.seq)))
+        AND ((j.state = 'answered') > (i.state = 'answered')
+             OR ((j.state = 'answered') = (i.state = 'answered')
+                 AND (j.ts < i.ts OR (j.ts = i.ts AND j.seq < i.seq)))))
   AND NOT EXISTS (
       SELECT 1 FROM inbox k INDEXED BY inbox_open WHERE k.sender = i.sender AND k.state IN {_OPEN}
         AND k.holder IS NOT NULL AND k.lease_until >= :now)
