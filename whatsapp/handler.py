@@ -30,7 +30,7 @@ from .privacy import clean, mask, tag
 from .questions import MEDIA_URL_PREFIX, Note, Notice, Question, QuestionBuilder, Transcriber, expects_answer
 from .replies import RichReply, Text
 from .store import Job, Part, Reply, Store
-from .typing import Typing
+from .typing_indicator import Typing
 
 log = logging.getLogger("whatsapp.handler")
 
