@@ -165,4 +165,4 @@ def failed(limit: int, as_json: bool) -> None:
         click.echo(
             f"  {_when(d.timestamp)}  {d.wamid} to {mask(d.recipient)} ({answered}): {d.error_code} {d.error_title}"
         )
-    click.echo("`flask --app app whatsapp show <message id>` tells one message's story.")
+    click.echo("`./scripts/whatsapp show <message id or tag>` tells one message's story.")
