@@ -52,16 +52,39 @@ def on_starting(server):
         os.remove(stale)
 
 
+_STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGQUIT}
+
+
+def post_fork(server, worker):
+    """Keep the master's signal queue as this worker inherited it (see :func:`post_worker_init`)."""
+    worker.inherited_signals = server.SIG_QUEUE
+
+
+def _master_is_stopping(worker) -> bool:
+    """A worker forked as gunicorn stops (it replaces one that exited on the same SIGTERM before the master handled
+    it) finds the stop signal in its copy of the master's queue, or gets it there before its own handlers are set:
+    either way it would never see it, and would claim messages until the master kills it at the graceful timeout."""
+    queued = worker.inherited_signals
+    signals = set()
+    while not queued.empty():
+        signals.add(queued.get_nowait())
+    return bool(signals & _STOP_SIGNALS)
+
+
 def post_worker_init(worker):
     """In each worker process, after the fork and before it accepts connections: warm up, and on SIGTERM stop
     claiming at once (the running jobs get ``worker.shutdown_timeout`` when the process exits)."""
     app = worker.wsgi
     if "whatsapp" not in getattr(app, "extensions", {}):  # another app run with this file (the bench's yardstick)
         return
+    background = app.extensions["whatsapp"].worker
+    if _master_is_stopping(worker):
+        background.stop_claiming()
+        worker.alive = False
+        return
     from whatsapp.service import warm_up
 
     warm_up(app)
-    background = app.extensions["whatsapp"].worker
     graceful_exit = signal.getsignal(signal.SIGTERM)
 
     def stop_claiming_then_exit(signum, frame):
