@@ -8,17 +8,15 @@ held in memory raises by its size even after it is freed.
 from __future__ import annotations
 
 import io
-import select
 import socket
 from pathlib import Path
 
 import pytest
 
+from tests.chunked import Endless, MiB, post_chunked
 from tests.fakes import webhooks as wh
 from tests.service import APP_SECRET
 from whatsapp.bodies import BodyTooLarge, read_at_most
-
-MiB = 1024 * 1024
 
 
 def workers_of(master: int) -> list[int]:
@@ -40,50 +38,6 @@ def peak_memory(pid: int) -> int:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) * 1024
     raise AssertionError(f"no VmHWM for {pid}")
-
-
-def post_chunked(port: int, chunks: io.BufferedIOBase, headers: dict[str, str]) -> tuple[int, int]:
-    """POST ``/whatsapp/webhook`` with ``Transfer-Encoding: chunked``, one MiB per chunk, until the body ends or the
-    server answers (or hangs up); returns (HTTP status, bytes of body sent)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
-        head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
-        sock.sendall(
-            f"POST /whatsapp/webhook HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n{head}\r\n".encode()
-        )
-        sent = 0
-        try:
-            while not select.select([sock], [], [], 0)[0]:  # stop as soon as an answer is waiting
-                chunk = chunks.read(MiB)
-                if not chunk:
-                    sock.sendall(b"0\r\n\r\n")
-                    break
-                sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
-                sent += len(chunk)
-        except (BrokenPipeError, ConnectionResetError):  # the server closed without reading the rest
-            pass
-        answer = b""
-        while b"\r\n" not in answer:
-            data = sock.recv(4096)
-            if not data:
-                break
-            answer += data
-    return int(answer.split(b" ", 2)[1]), sent
-
-
-class Endless(io.RawIOBase):
-    """``size`` bytes of JSON-ish padding, generated as read, so that the test itself holds none of it."""
-
-    def __init__(self, size: int) -> None:
-        self.left = size
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        n = min(len(buffer), self.left)
-        buffer[:n] = b"x" * n
-        self.left -= n
-        return n
 
 
 def test_a_chunked_body_over_the_limit_is_refused_without_being_held_in_memory(start_service, fakes):

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import http.server
 import io
-import select
-import socket
 import subprocess
 import sys
 import threading
@@ -23,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.chunked import Endless, post_chunked
 from tests.fakes import webhooks as wh
 from tests.sandbox import Simulator, new_customer, start_sandbox
 from tests.service import HEALTH_TOKEN, ROOT, base_environment
@@ -385,34 +384,6 @@ def test_malformed_sandbox_json_is_a_400_not_a_500(sandbox_app, path, body):
     assert answer.json["error"]
 
 
-def post_chunked(port: int, path: str, content_type: str, limit: int) -> tuple[int, int]:
-    """POST ``path`` chunked, a MiB at a time, until the server answers or ``limit`` bytes are sent; returns
-    (HTTP status, bytes sent). A server that reads the whole body first answers only after all of it."""
-    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
-        sock.sendall(
-            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: {content_type}\r\n"
-            "Transfer-Encoding: chunked\r\n\r\n".encode()
-        )
-        chunk = b"\x20" * MiB
-        sent = 0
-        try:
-            while sent < limit and not select.select([sock], [], [], 0)[0]:
-                sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
-                sent += len(chunk)
-            else:
-                if sent >= limit:
-                    sock.sendall(b"0\r\n\r\n")
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-        answer = b""
-        while b"\r\n" not in answer:
-            data = sock.recv(4096)
-            if not data:
-                break
-            answer += data
-    return int(answer.split(b" ", 2)[1]), sent
-
-
 @pytest.mark.parametrize(
     ("path", "content_type"),
     [
@@ -425,7 +396,9 @@ def test_sandbox_bodies_are_bounded_while_read(tmp_path, path, content_type):
     service = start_sandbox(tmp_path, workers=1)
     try:
         started = time.monotonic()
-        status, sent = post_chunked(service.port, path, content_type, limit=96 * MiB)
+        status, sent = post_chunked(
+            service.port, io.BufferedReader(Endless(96 * MiB)), {"Content-Type": content_type}, path
+        )
         assert status == 413, (status, sent)
         assert sent < 32 * MiB, f"the server read {sent // MiB} MiB before answering"
         assert time.monotonic() - started < 20
