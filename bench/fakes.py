@@ -1,4 +1,4 @@
-"""The fake Graph API and fake OpenAI from ``tests/fakes``, run in a child process of their own.
+"""The fake Graph API and fake OpenAI of ``whatsapp.testing``, run in a child process of their own.
 
 In the bench's own process they would share its GIL with the load generator, and every reply the fake Graph
 records would delay the next webhook the generator sends. In a child process they cost the generator nothing and
@@ -12,10 +12,10 @@ import multiprocessing
 from multiprocessing.connection import Connection
 from typing import Any
 
-from tests.fakes import http as fake_http
-from tests.fakes.graph import FakeGraph
-from tests.fakes.openai_server import FakeOpenAI
-from tests.service import ACCESS_TOKEN
+from whatsapp.testing import http as fake_http
+from whatsapp.testing.graph import FakeGraph
+from whatsapp.testing.openai_server import FakeOpenAI
+from whatsapp.testing.service import ACCESS_TOKEN
 
 CHAT_PATH = "/v1/chat/completions"
 

@@ -21,9 +21,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.fakes import webhooks
-from tests.service import ACCESS_TOKEN, APP_SECRET, base_environment
 from whatsapp.config import OpenAISettings
+from whatsapp.testing import webhooks
+from whatsapp.testing.service import ACCESS_TOKEN, APP_SECRET, base_environment
 
 from .fakes import Fakes
 from .load import OpenLoop, Shot, Summary, percentile

@@ -1,7 +1,8 @@
 """Start an app under a real ``gunicorn`` on loopback, read its workers' memory, stop it.
 
-The bench measures what people deploy, so this is the same command line as ``tests/service.py`` (gthread workers,
-``--workers`` x ``--threads``) for any app: ours (``app:app``) or the bare Flask yardstick (``bench.bare_app:app``).
+The bench measures what people deploy, so this is the same command line as ``whatsapp/testing/service.py``
+(gthread workers, ``--workers`` x ``--threads``) for any app: ours (``app:app``) or the bare Flask yardstick
+(``bench.bare_app:app``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.service import free_port, gunicorn_command
+from whatsapp.testing.service import free_port, gunicorn_command
 
 
 @dataclass(frozen=True)

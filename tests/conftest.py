@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes.graph import FakeGraph
-from tests.fakes.openai_server import FakeOpenAI
-from tests.service import ACCESS_TOKEN, Service, base_environment
+from whatsapp.testing.graph import FakeGraph
+from whatsapp.testing.openai_server import FakeOpenAI
+from whatsapp.testing.service import ACCESS_TOKEN, Service, base_environment
 
 
 @pytest.fixture(scope="session")

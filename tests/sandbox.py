@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tests.service import HEALTH_TOKEN, Service
+from whatsapp.testing.service import HEALTH_TOKEN, Service
 
 
 def sandbox_environment(**extra: str) -> dict[str, str]:

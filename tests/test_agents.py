@@ -16,7 +16,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agents.shop import billing, shop
-from tests.fakes.openai_server import FakeOpenAI, tool_call
 from whatsapp.agents_runtime import (
     Agent,
     ChatRunner,
@@ -31,6 +30,7 @@ from whatsapp.agents_runtime import (
 )
 from whatsapp.agents_runtime.history import IMAGE_STUB
 from whatsapp.agents_runtime.run import MAX_TURNS_TEXT
+from whatsapp.testing.openai_server import FakeOpenAI, tool_call
 
 CONTEXT = Customer(sender="15550001111", profile_name="Ana")
 

@@ -22,7 +22,7 @@ from agents import (
     function_tool,
     handoff,
 )
-from tests.fakes.openai_server import FakeOpenAI, tool_call
+from whatsapp.testing.openai_server import FakeOpenAI, tool_call
 
 
 @pytest.fixture

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 from tests.agent_modules import agent_project
-from tests.fakes import webhooks as wh
-from tests.fakes.openai_server import tool_call
-from tests.fakes.pdf import encrypted_pdf, pdf_with_text
+from tests.pdfs import encrypted_pdf, pdf_with_text
+from whatsapp.testing import webhooks as wh
+from whatsapp.testing.openai_server import tool_call
 
 JPEG = b"\xff\xd8\xff\xe0" + b"red-car-photo" * 20
 

@@ -7,7 +7,7 @@ import sys
 
 from bench.load import Outcome, Summary, percentile
 from bench.scenarios import climb
-from tests.service import ROOT
+from whatsapp.testing.service import ROOT
 
 
 def test_quick_bench_runs_every_measurement_and_prints_the_table():

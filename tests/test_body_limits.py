@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from tests.chunked import Endless, MiB, post_chunked
-from tests.fakes import webhooks as wh
-from tests.service import APP_SECRET
 from whatsapp.bodies import BodyTooLarge, read_at_most
+from whatsapp.testing import webhooks as wh
+from whatsapp.testing.service import APP_SECRET
 
 
 def workers_of(master: int) -> list[int]:

@@ -7,8 +7,8 @@ import secrets
 import subprocess
 import sys
 
-from tests.fakes import webhooks as wh
-from tests.service import ACCESS_TOKEN, ROOT, base_environment
+from whatsapp.testing import webhooks as wh
+from whatsapp.testing.service import ACCESS_TOKEN, ROOT, base_environment
 
 
 def flask(args: list[str], env: dict[str, str], cwd, stdin: str = "") -> subprocess.CompletedProcess[str]:

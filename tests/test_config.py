@@ -5,8 +5,8 @@ import sys
 
 import pytest
 
-from tests.service import ROOT
 from whatsapp.config import ConfigError, load_settings
+from whatsapp.testing.service import ROOT
 
 LIVE = {
     "AK_WHATSAPP__ACCESS_TOKEN": "token",

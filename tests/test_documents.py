@@ -1,4 +1,4 @@
-"""Documents are read within a budget: hostile PDFs built in tests/fakes/pdf.py cost a bounded time and memory, are
+"""Documents are read within a budget: hostile PDFs built in tests/pdfs.py cost a bounded time and memory, are
 never retried, and the customer hears at once why, with the caption still answered."""
 
 from __future__ import annotations
@@ -7,10 +7,10 @@ import resource
 
 import pytest
 
-from tests.fakes import webhooks as wh
-from tests.fakes.pdf import flate_bomb_pdf, pdf_claiming_pages, pdf_with_text
+from tests.pdfs import flate_bomb_pdf, pdf_claiming_pages, pdf_with_text
 from tests.test_body_limits import peak_memory, workers_of
 from whatsapp.documents import Budget, UnreadableDocument, read_text
+from whatsapp.testing import webhooks as wh
 
 MiB = 1024 * 1024
 

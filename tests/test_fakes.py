@@ -11,8 +11,8 @@ import openai
 import pytest
 import requests
 
-from tests.fakes.graph import FakeGraph
-from tests.fakes.openai_server import Fail, FakeOpenAI, tool_call
+from whatsapp.testing.graph import FakeGraph
+from whatsapp.testing.openai_server import Fail, FakeOpenAI, tool_call
 
 TOKEN = "test-token"
 PHONE_ID = "106540352242922"

@@ -7,8 +7,8 @@ import subprocess
 import sys
 import textwrap
 
-from tests.fakes import webhooks as wh
-from tests.service import ROOT
+from whatsapp.testing import webhooks as wh
+from whatsapp.testing.service import ROOT
 
 HANDLER_MODULE = textwrap.dedent(
     """

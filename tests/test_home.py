@@ -11,7 +11,7 @@ import time
 import requests
 
 from tests.sandbox import sandbox_environment, start_sandbox
-from tests.service import ROOT, free_port
+from whatsapp.testing.service import ROOT, free_port
 
 
 def test_live_server_answers_its_address_with_one_line_and_never_mentions_the_simulator(service):

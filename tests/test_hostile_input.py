@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import time
 
-from tests.fakes import webhooks as wh
-from tests.service import APP_SECRET
 from tests.test_service import user_texts
 from whatsapp.handler import RATE_LIMITED, AgentWhatsAppRequestHandler
+from whatsapp.testing import webhooks as wh
+from whatsapp.testing.service import APP_SECRET
 
 DAY = 86400
 

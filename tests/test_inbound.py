@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-from tests.fakes import webhooks as wh
 from tests.test_cli import flask
 from tests.test_service import user_texts
 from whatsapp.store.sqlite import SQLiteStore
+from whatsapp.testing import webhooks as wh
 
 BSUID = "US.13491208655302741918"
 PHONE = "16315551234"
@@ -73,7 +73,7 @@ def test_a_webhook_with_both_ids_is_answered_by_number_and_keeps_both_in_the_ses
 
 def test_cli_send_to_a_bsuid_uses_recipient(tmp_path, fakes):
     graph, model = fakes
-    from tests.service import base_environment
+    from whatsapp.testing.service import base_environment
 
     env = base_environment(graph.url, model.url + "/v1", tmp_path / "w.db")
     result = flask(["send", BSUID, "Your order shipped"], env, tmp_path)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import base64
 
-from tests.fakes import webhooks as wh
 from tests.test_cli import flask
 from whatsapp.privacy import tag
+from whatsapp.testing import webhooks as wh
 
 CUSTOMER = "447700900123"
 

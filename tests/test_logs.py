@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from tests.fakes import webhooks as wh
 from whatsapp.config import ConfigError, load_settings
 from whatsapp.privacy import tag
+from whatsapp.testing import webhooks as wh
 
 CUSTOMER = "16315551234"
 

@@ -12,7 +12,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.fakes import webhooks as fk
 from whatsapp.messages import (
     INTERNAL_ERROR,
     Audio,
@@ -40,6 +39,7 @@ from whatsapp.messages import (
     parse_message,
     parse_webhook,
 )
+from whatsapp.testing import webhooks as fk
 
 
 def roundtrip(payload: dict) -> dict:

@@ -10,11 +10,11 @@ import time
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.fakes import webhooks as wh
-from tests.fakes.openai_server import Fail
-from tests.service import Service
+from whatsapp.testing import webhooks as wh
+from whatsapp.testing.openai_server import Fail
+from whatsapp.testing.service import Service
 
-# A scrape is a fresh connection (tests.service.fresh_connections): each one may land on either worker.
+# A scrape is a fresh connection (whatsapp.testing.service.fresh_connections): each one may land on either worker.
 SCRAPES = 12
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.service import Service
+from whatsapp.testing.service import Service
 
 
 def test_a_second_server_on_the_same_sqlite_store_refuses_to_start_and_says_why(start_service, tmp_path):

@@ -11,9 +11,9 @@ import os
 import subprocess
 import sys
 
-from tests.fakes import webhooks as wh
-from tests.fakes.openai_server import Fail
-from tests.service import ROOT
+from whatsapp.testing import webhooks as wh
+from whatsapp.testing.openai_server import Fail
+from whatsapp.testing.service import ROOT
 
 CUSTOMER = "16315551234"
 LONG_ANSWER = " ".join(["Our opening hours are long."] * 200)  # about 5,600 characters: two parts

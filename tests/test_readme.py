@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from agents import Agent, Customer, FunctionTool, Runner
-from tests.fakes.openai_server import tool_call
 from whatsapp import replies
+from whatsapp.testing.openai_server import tool_call
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from tests.fakes.outbound import Refused, validate_send
 from whatsapp.replies import (
     Audio,
     Button,
@@ -26,6 +25,7 @@ from whatsapp.replies import (
     Video,
     media_format,
 )
+from whatsapp.testing.outbound import Refused, validate_send
 
 EXPECTED = [
     (

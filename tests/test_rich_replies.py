@@ -8,13 +8,13 @@ import textwrap
 import pytest
 
 from tests.agent_modules import agent_project
-from tests.fakes import webhooks as wh
-from tests.fakes.openai_server import tool_call
 from tests.reliability.conftest import inbox_row, reply_rows
-from tests.service import base_environment
 from tests.test_cli import flask
 from tests.test_replies import EXPECTED
 from whatsapp.replies import Buttons
+from whatsapp.testing import webhooks as wh
+from whatsapp.testing.openai_server import tool_call
+from whatsapp.testing.service import base_environment
 
 CUSTOMER = "16315551234"
 

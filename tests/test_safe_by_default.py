@@ -22,14 +22,14 @@ from pathlib import Path
 import pytest
 
 from tests.chunked import Endless, post_chunked
-from tests.fakes import webhooks as wh
 from tests.sandbox import Simulator, new_customer, start_sandbox
-from tests.service import HEALTH_TOKEN, ROOT, base_environment
 from tests.test_cli import flask
 from whatsapp import create_app
 from whatsapp.config import ConfigError, Settings, StoreSettings, WhatsAppSettings, load_settings
 from whatsapp.sandbox import configure
 from whatsapp.sandbox.guard import HEADER
+from whatsapp.testing import webhooks as wh
+from whatsapp.testing.service import HEALTH_TOKEN, ROOT, base_environment
 
 MiB = 1024 * 1024
 

@@ -14,10 +14,10 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.fakes import webhooks as wh
 from tests.redis_server import RedisServer
-from tests.service import Service, base_environment
 from whatsapp.store.redis import RedisStore
+from whatsapp.testing import webhooks as wh
+from whatsapp.testing.service import Service, base_environment
 
 CUSTOMER = wh.DEFAULT_SENDER
 OTHER_CUSTOMER = "447700900123"

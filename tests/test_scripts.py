@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.service import ROOT, base_environment, free_port
 from tests.test_readme import readme_agent_source
+from whatsapp.testing.service import ROOT, base_environment, free_port
 
 LINKED = ("app.py", "gunicorn.conf.py", "whatsapp", ".venv")
 

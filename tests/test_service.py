@@ -8,8 +8,8 @@ from __future__ import annotations
 import base64
 import time
 
-from tests.fakes import webhooks as wh
-from tests.service import VERIFY_TOKEN
+from whatsapp.testing import webhooks as wh
+from whatsapp.testing.service import VERIFY_TOKEN
 
 CUSTOMER = "16315551234"
 

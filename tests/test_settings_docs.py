@@ -8,8 +8,8 @@ from dataclasses import fields
 
 import yaml
 
-from tests.service import ROOT
 from whatsapp.config import _OPENAI_VARIABLES, _SECTIONS, Settings, env_name, load_settings
+from whatsapp.testing.service import ROOT
 
 README = (ROOT / "README.md").read_text()
 ENV_EXAMPLE = ROOT / ".env.example"

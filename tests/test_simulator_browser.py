@@ -26,9 +26,9 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.wait import WebDriverWait
 
-from tests.fakes.openai_server import FakeOpenAI
 from tests.sandbox import Simulator, new_customer, png, start_sandbox
-from tests.service import ROOT, Service
+from whatsapp.testing.openai_server import FakeOpenAI
+from whatsapp.testing.service import ROOT, Service
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.fakes import webhooks as wh
+from whatsapp.testing import webhooks as wh
 
 ATTACKERS = 64  # enough that both workers' 8 threads are taken, however the two share the connections
 

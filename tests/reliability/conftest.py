@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 import requests
 
-from tests.fakes import webhooks as wh
-from tests.fakes.graph import FakeGraph
-from tests.fakes.http import Request, Response
-from tests.service import ACCESS_TOKEN, APP_SECRET, Service
+from whatsapp.testing import webhooks as wh
+from whatsapp.testing.graph import FakeGraph
+from whatsapp.testing.http import Request, Response
+from whatsapp.testing.service import ACCESS_TOKEN, APP_SECRET, Service
 
 
 class HoldingGraph(FakeGraph):

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from tests.fakes import webhooks as wh
-from tests.fakes.openai_server import text_of
 from tests.reliability.conftest import inbox_row, post_concurrently
 from whatsapp.privacy import tag
+from whatsapp.testing import webhooks as wh
+from whatsapp.testing.openai_server import text_of
 
 ADA = "4915112345678"
 BOB = "447700900123"

@@ -12,9 +12,9 @@ import re
 import signal
 import time
 
-from tests.fakes import webhooks as wh
 from tests.reliability.conftest import inbox_row, reply_rows, wait_for
 from whatsapp.privacy import tag
+from whatsapp.testing import webhooks as wh
 
 CUSTOMER = wh.DEFAULT_SENDER
 

@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.fakes import webhooks as wh
 from tests.reliability.conftest import database, inbox_row, post_concurrently
-from tests.service import Service
 from whatsapp.handler import APOLOGY
+from whatsapp.testing import webhooks as wh
+from whatsapp.testing.service import Service
 
 ADA = "4915112345678"
 BOB = "447700900123"

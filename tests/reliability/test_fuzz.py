@@ -17,9 +17,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.fakes import webhooks as wh
 from tests.reliability.conftest import HoldingGraph, query, wait_for
-from tests.service import Service, base_environment
+from whatsapp.testing import webhooks as wh
+from whatsapp.testing.service import Service, base_environment
 
 FRESH_SENDER = "5511987654321"  # nobody else writes as this customer, so nothing can queue ahead of it
 

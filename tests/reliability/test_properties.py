@@ -26,13 +26,13 @@ import openai
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from tests.fakes import webhooks as wh
 from whatsapp.agents_runtime import Agent, RunContextWrapper, RunResult
 from whatsapp.client import GraphAPIError
 from whatsapp.config import Settings, WhatsAppSettings, WorkerSettings
 from whatsapp.handler import APOLOGY, AgentWhatsAppRequestHandler
 from whatsapp.store import InboxEntry, Job
 from whatsapp.store.sqlite import SQLiteStore
+from whatsapp.testing import webhooks as wh
 from whatsapp.worker import Worker
 
 SENDERS = ("4915112345678", "447700900123", "16315551234")

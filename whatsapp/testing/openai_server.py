@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from email.message import Message
 from typing import Any
 
-from tests.fakes.http import FakeServer, Recorded, Request, Response
+from .http import FakeServer, Recorded, Request, Response
 
 log = logging.getLogger(__name__)
 

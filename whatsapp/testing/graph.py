@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from email.parser import BytesParser
 from typing import Any
 
-from tests.fakes.http import FakeServer, Recorded, Request, Response
-from tests.fakes.outbound import Refused, recipient_of, validate_send
+from .http import FakeServer, Recorded, Request, Response
+from .outbound import Refused, recipient_of, validate_send
 
 _VERSION = r"v\d+\.\d+"
 _MESSAGES_PATH = re.compile(rf"^/(?P<version>{_VERSION})/(?P<node>[^/]+)/messages/?$")

@@ -1,7 +1,7 @@
 """Run the real service under a real ``gunicorn`` subprocess on loopback, the way people deploy it.
 
 Each test gets its own process group, SQLite file and working folder (so a developer's own ``.env`` or
-``config.yaml`` never leaks in); the Graph API and OpenAI are the local fakes in ``tests/fakes``.
+``config.yaml`` never leaks in); the Graph API and OpenAI are the local fakes of this package.
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ from typing import Any
 
 import requests
 
-from tests.fakes import webhooks
+from . import webhooks
 
-ROOT = Path(__file__).resolve().parent.parent
+#: The checkout: ``app.py`` and the shipped ``gunicorn.conf.py`` are run from here.
+ROOT = Path(__file__).resolve().parent.parent.parent
 APP_SECRET = "test-app-secret"
 VERIFY_TOKEN = "test-verify-token"
 ACCESS_TOKEN = "test-token"
