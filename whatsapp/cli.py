@@ -17,6 +17,7 @@ from flask.cli import with_appcontext
 
 from .client import GraphAPIError
 from .config import Settings, how_to_set
+from .extension import WhatsAppService, current_service
 from .privacy import mask_secret, mask_url
 from .replies import ReplyError, Template
 from .store import Store, StoreUnavailable
@@ -24,7 +25,6 @@ from .story import failed, show
 
 if TYPE_CHECKING:  # the service module imports this one
     from .sandbox.records import Records
-    from .service import WhatsAppService
 
 
 @click.group("whatsapp")
@@ -52,7 +52,7 @@ class Check:
 @with_appcontext
 def doctor() -> None:
     """Check the settings, the Graph API credentials, the webhook, the store and the model."""
-    service = current_app.extensions["whatsapp"]
+    service = current_service()
     sections: list[tuple[str, Callable[[], list[Check]]]] = [
         ("Settings", lambda: _settings_checks(service.settings)),
         ("Graph API", lambda: [_graph_check(service)]),
@@ -174,7 +174,7 @@ def _model_check(settings: Settings) -> Check:
 def send(to: str, text: str) -> None:
     """Send TEXT to TO: a WhatsApp number (digits, with country code) or a business-scoped user id."""
     customer = recipient(to)
-    handler = current_app.extensions["whatsapp"].handler
+    handler = current_service().handler
     try:
         handler._send_message(customer, text)
     except GraphAPIError as error:
@@ -209,7 +209,7 @@ def template(to: str, name: str, parameters: tuple[str, ...], language: str) -> 
     Templates are the only messages WhatsApp delivers more than 24 hours after the customer last wrote.
     """
     customer = recipient(to)
-    handler = current_app.extensions["whatsapp"].handler
+    handler = current_service().handler
     try:
         handler.send_reply(customer, Template(name, language, parameters))
     except ReplyError as error:
@@ -227,7 +227,7 @@ def replay(message_id: str) -> None:
     """Process a stored inbound message again (for instance a failed one); a running server answers it.
 
     MESSAGE_ID is the WhatsApp message id, or the tag the logs show for it (m-0123456789)."""
-    store = current_app.extensions["whatsapp"].store
+    store = current_service().store
     message_id = store.resolve(message_id)
     row = store.get(message_id)
     if row is None:
@@ -251,10 +251,11 @@ def chat(number: str, name: str) -> None:
     instance/chat.db; the real agent and model settings), and the replies the Graph API would have received
     are printed. Ctrl-D or /quit ends the chat.
     """
+    from .sandbox import current_sandbox
     from .sandbox.payloads import dumps, message, sign, webhook
     from .service import create_app
 
-    settings = current_app.extensions["whatsapp"].settings
+    settings = current_service().settings
     sandboxed = replace(
         settings,
         sandboxed=True,
@@ -269,8 +270,8 @@ def chat(number: str, name: str) -> None:
         store=replace(settings.store, url=f"sqlite:///{current_app.instance_path}/chat.db"),
     )
     app = create_app(sandboxed, start_worker=False)  # not a server: no start-up notices, the worker started here
-    service = app.extensions["whatsapp"]
-    records = app.extensions["sandbox"].records
+    service = current_service(app)
+    records = current_sandbox(app).records
     secret = service.settings.whatsapp.app_secret
     web = app.test_client()
     logging.getLogger().setLevel(logging.WARNING)  # the terminal is for the conversation

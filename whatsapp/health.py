@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import hmac
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
+from .extension import current_service
 from .store import OPEN_STATES, StoreUnavailable
 
 bp = Blueprint("health", __name__)
@@ -21,7 +22,7 @@ VERSION = "0.1.0"
 
 @bp.get("/healthz")
 def healthz() -> ResponseReturnValue:
-    service = current_app.extensions["whatsapp"]
+    service = current_service()
     settings = service.settings
     try:
         stats = service.store.stats()

@@ -22,7 +22,7 @@ import os
 import sys
 from collections.abc import Iterator
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -34,6 +34,7 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
 
+from .extension import current_service
 from .store import Store, StoreUnavailable
 
 MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
@@ -136,7 +137,7 @@ class _ThisProcess:
 
 @bp.get("/metrics")
 def scrape() -> Response:
-    service = current_app.extensions["whatsapp"]
+    service = current_service()
     token = service.settings.api.metrics_token
     if token and not _bearer_matches(request.headers.get("Authorization", ""), token):
         return Response(

@@ -10,7 +10,6 @@ import os
 import sys
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import click
@@ -24,23 +23,14 @@ from . import logs
 from .agents_runtime import Agent, ChatRunner, OfflineModel, load_agents
 from .client import GraphClient
 from .config import ConfigError, Settings, how_to_set, load_settings, validate
+from .extension import WhatsAppService, current_service, install
 from .handler import AgentWhatsAppRequestHandler
 from .messages import parse_webhook
 from .questions import Transcriber
-from .store import Store, StoreUnavailable, one_server, open_store
+from .store import StoreUnavailable, one_server, open_store
 from .worker import Worker
 
 log = logging.getLogger("whatsapp")
-
-
-@dataclass
-class WhatsAppService:
-    """What the blueprints reach through ``current_app.extensions["whatsapp"]``."""
-
-    settings: Settings
-    store: Store
-    worker: Worker
-    handler: AgentWhatsAppRequestHandler
 
 
 def create_app(
@@ -84,13 +74,13 @@ def create_app(
 
         app.register_blueprint(home_bp)
     handler_class = handler or _handler_class(settings)
-    watch = app.extensions["sandbox"].watch_model if settings.mode == "sandbox" else None
+    watch = sandbox.current_sandbox(app).watch_model if settings.mode == "sandbox" else None
     runner, transcribe = _model(settings, watch, connections=settings.worker.threads + 2)
     job_handler = handler_class(
         settings=settings, store=store, client=client, runner=runner, agents=agents, transcribe=transcribe
     )
     worker = Worker(store, job_handler, settings.worker, retention_days=settings.store.retention_days)
-    app.extensions["whatsapp"] = WhatsAppService(settings=settings, store=store, worker=worker, handler=job_handler)
+    install(app, WhatsAppService(settings=settings, store=store, worker=worker, handler=job_handler))
 
     from .cli import whatsapp as whatsapp_cli
     from .health import bp as health_bp
@@ -141,7 +131,7 @@ def warm_up(app: Flask) -> None:
 
     gunicorn calls this in each worker process before it accepts connections (``post_worker_init`` in
     ``gunicorn.conf.py``)."""
-    service = app.extensions["whatsapp"]
+    service = current_service(app)
     service.worker.start()
     try:
         service.store.warm_up()

@@ -12,9 +12,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import click
-from flask import current_app
 from flask.cli import with_appcontext
 
+from .extension import current_service
 from .privacy import mask
 from .store import Store
 
@@ -124,7 +124,7 @@ def render(told: dict[str, Any]) -> str:
 def show(message: str, as_json: bool) -> None:
     """What happened to MESSAGE (its WhatsApp id, or the tag logs show for it): state, attempts, agent, reply
     parts and their delivery."""
-    store = current_app.extensions["whatsapp"].store
+    store = current_service().store
     told = story(store, store.resolve(message))
     if told is None:
         raise click.ClickException(f"no message {message} in the store (finished messages are kept for retention)")
@@ -137,7 +137,7 @@ def show(message: str, as_json: bool) -> None:
 @with_appcontext
 def failed(limit: int, as_json: bool) -> None:
     """The latest failed messages, and the latest replies WhatsApp could not deliver, newest first."""
-    store = current_app.extensions["whatsapp"].store
+    store = current_service().store
     messages = store.failed(limit)
     deliveries = store.failed_deliveries(limit)
     if as_json:

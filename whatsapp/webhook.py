@@ -13,10 +13,11 @@ import hmac
 import logging
 import time
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, Response, request
 
 from . import metrics
 from .bodies import BodyTooLarge, request_body
+from .extension import current_service
 from .messages import Webhook, load_json, parse_webhook
 from .privacy import clean, mask, tag
 from .store import Delivery, InboxEntry, Store, StoreUnavailable
@@ -35,7 +36,7 @@ def _text(body: str, status: int) -> Response:
 @bp.get("/webhook")
 def verify() -> Response:
     """Meta's subscription check: echo ``hub.challenge`` when the verify token matches."""
-    settings = current_app.extensions["whatsapp"].settings
+    settings = current_service().settings
     mode = request.args.get("hub.mode")
     token = request.args.get("hub.verify_token")
     challenge = request.args.get("hub.challenge")
@@ -52,7 +53,7 @@ def verify() -> Response:
 @bp.post("/webhook")
 @metrics.WEBHOOK_ACK.time()
 def receive() -> Response:
-    service = current_app.extensions["whatsapp"]
+    service = current_service()
     try:
         body = request_body(request, MAX_BODY)
     except BodyTooLarge:

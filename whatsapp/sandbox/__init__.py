@@ -18,8 +18,7 @@ import secrets
 import shlex
 import socket
 import sys
-from dataclasses import dataclass, replace
-from typing import Any
+from dataclasses import replace
 from urllib.parse import urlsplit
 
 import requests
@@ -29,12 +28,12 @@ from ..client import GraphClient
 from ..config import Settings
 from ..private_files import private_database
 from . import guard
-from .model import RecordedModel
 from .payloads import PHONE_NUMBER_ID
 from .records import Records
+from .state import Sandbox, current_sandbox, install
 from .transport import WsgiAdapter
 
-__all__ = ["GRAPH_URL", "configure", "init_app"]
+__all__ = ["GRAPH_URL", "Sandbox", "configure", "current_sandbox", "init_app"]
 
 log = logging.getLogger("whatsapp.sandbox")
 
@@ -44,22 +43,6 @@ GRAPH_URL = f"{ORIGIN}/sandbox/graph"
 DATABASE = "sandbox.db"
 #: Customers the simulator starts with (numbers from ranges reserved for fiction).
 DEFAULT_CUSTOMERS = (("447700900123", "Ada Lovelace"), ("16505550123", "Grace Hopper"))
-
-
-@dataclass
-class Sandbox:
-    """What the sandbox blueprints reach through ``current_app.extensions["sandbox"]``."""
-
-    records: Records
-    client: GraphClient
-    #: Posts the simulator's webhooks to this very app, in-process (never to an address a request named).
-    webhooks: requests.Session
-    public: bool
-    key: str
-
-    def watch_model(self, model: Any) -> RecordedModel:
-        """``model`` with each request kept for the simulator's inspector."""
-        return RecordedModel(model, self.records)
 
 
 _opened: dict[str, Records] = {}
@@ -101,7 +84,7 @@ def init_app(app: Flask, client: GraphClient, announce: bool = True, public: boo
     in_process = WsgiAdapter(app, {guard.INTERNAL: True})
     webhooks = requests.Session()
     webhooks.mount(ORIGIN + "/", in_process)
-    app.extensions["sandbox"] = Sandbox(records=records, client=client, webhooks=webhooks, public=public, key=key)
+    install(app, Sandbox(records=records, client=client, webhooks=webhooks, public=public, key=key))
     client.mount(ORIGIN + "/", in_process)
     app.register_blueprint(graph_bp)
     app.register_blueprint(simulator_bp)

@@ -20,13 +20,15 @@ import secrets
 import time
 from typing import Any
 
-from flask import Blueprint, Response, current_app, g, request
+from flask import Blueprint, Response, g, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from ..bodies import BodyTooLarge, request_body
+from ..extension import current_service
 from . import guard
 from .payloads import DISPLAY_PHONE_NUMBER, VERIFIED_NAME, new_media_id, new_wamid
 from .records import Records, StoredMedia
+from .state import current_sandbox
 
 bp = Blueprint("sandbox_graph", __name__, url_prefix="/sandbox/graph")
 bp.before_request(guard.check)
@@ -94,8 +96,7 @@ class GraphFailure(Exception):
 
 
 def _state() -> tuple[Records, Any]:
-    sandbox = current_app.extensions["sandbox"]
-    return sandbox.records, current_app.extensions["whatsapp"].settings.whatsapp
+    return current_sandbox().records, current_service().settings.whatsapp
 
 
 def _json(status: int, payload: Any) -> Response:
@@ -431,7 +432,7 @@ def _validate_interactive(content: dict[str, Any]) -> None:
 
 
 def _url_signature(media_id: str, expires: int) -> str:
-    secret = current_app.extensions["whatsapp"].settings.whatsapp.app_secret or ""
+    secret = current_service().settings.whatsapp.app_secret or ""
     return hmac.new(secret.encode(), f"{media_id}:{expires}".encode(), hashlib.sha256).hexdigest()[:32]
 
 

@@ -17,7 +17,9 @@ import hmac
 from ipaddress import ip_address
 from urllib.parse import urlsplit
 
-from flask import Request, Response, current_app, jsonify, redirect, request
+from flask import Request, Response, jsonify, redirect, request
+
+from .state import current_sandbox
 
 #: Set in the WSGI environ of the app's calls to itself (see :class:`~whatsapp.sandbox.transport.WsgiAdapter`).
 INTERNAL = "whatsapp.sandbox.internal"
@@ -30,7 +32,7 @@ _LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 
 def check() -> Response | None:
     """The sandbox blueprints' ``before_request``: let the request through, or answer it with a refusal."""
-    sandbox = current_app.extensions["sandbox"]
+    sandbox = current_sandbox()
     return refusal(request, public=sandbox.public, key=sandbox.key)
 
 

@@ -38,8 +38,10 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from ..bodies import BodyTooLarge, request_body
 from ..client import GraphAPIError
+from ..extension import current_service
 from . import ORIGIN, guard, payloads
 from .records import Records, StoredMedia
+from .state import current_sandbox
 
 log = logging.getLogger("whatsapp.sandbox")
 
@@ -227,7 +229,7 @@ def send_as_business() -> ResponseReturnValue:
     payload = _json_object()
     if not payload.get("to"):
         return _problem("send a /messages payload with at least 'to' and 'type'")
-    client = current_app.extensions["sandbox"].client
+    client = current_sandbox().client
     try:
         wamid = client.send(payload)
     except GraphAPIError as error:
@@ -292,9 +294,9 @@ def _post_webhook(app: Any, customer: str, wamid: str | None, payload: dict[str,
     The POST goes to this app in-process, through the same WSGI stack a socket would reach; the signature is
     checked there and never recorded, so no visitor ever obtains one.
     """
-    sandbox = app.extensions["sandbox"]
+    sandbox = current_sandbox(app)
     records: Records = sandbox.records
-    secret = app.extensions["whatsapp"].settings.whatsapp.app_secret or ""
+    secret = current_service(app).settings.whatsapp.app_secret or ""
     body = payloads.dumps(payload)
     headers = {
         "Content-Type": "application/json",
@@ -332,11 +334,11 @@ def _pool() -> ThreadPoolExecutor:
 
 
 def _records() -> Records:
-    return current_app.extensions["sandbox"].records
+    return current_sandbox().records
 
 
 def _settings() -> Any:
-    return current_app.extensions["whatsapp"].settings.whatsapp
+    return current_service().settings.whatsapp
 
 
 def _problem(message: str, status: int = 400) -> Response:
