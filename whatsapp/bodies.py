@@ -12,16 +12,9 @@ from typing import BinaryIO
 
 from flask import Request
 
+from .errors import BodyTooLarge
+
 BLOCK = 64 * 1024
-
-
-class BodyTooLarge(Exception):
-    """The body is longer than the limit: answer 413. The rest stays unread; gunicorn then drains at most 64 KiB
-    of it and closes the connection."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"the body is over {limit} bytes")
-        self.limit = limit
 
 
 def read_at_most(stream: BinaryIO, limit: int) -> bytes:

@@ -20,6 +20,7 @@ import requests
 from requests.adapters import BaseAdapter, HTTPAdapter
 from urllib3.util.retry import Retry
 
+from .errors import GraphAPIError, MediaRefused, MediaTooLarge
 from .media_hosts import META_MEDIA_HOSTS, refusal
 from .privacy import clean, tag
 from .replies import media_format
@@ -34,95 +35,6 @@ MAX_RETRY_AFTER = 20
 DOWNLOAD_CHUNK = 64 * 1024
 #: Redirects a media download follows, each hop checked like the first URL.
 MAX_MEDIA_REDIRECTS = 3
-
-_AUTH_CODES = frozenset({0, 190})
-# Throttling (4, 80007, 130429, 131056, 131048) and transient service errors (1, 2, 131000, 131016).
-_RETRYABLE_CODES = frozenset({1, 2, 4, 80007, 130429, 131000, 131016, 131048, 131056})
-_PERMANENT_CODES = frozenset(
-    {0, 3, 10, 100, 190, 368, 130472, 131008, 131009, 131021, 131026, 131031, 131042, 131047, 131049, 131053}
-    | set(range(200, 300))
-    | set(range(132000, 132070))
-    | {133010}
-)
-# What a person must know to act on a permanent error, added to the failed message's reason.
-_HINTS = {
-    131047: "more than 24 hours since the customer last wrote, so only an approved template can be sent "
-    "(flask --app app whatsapp template ...)",
-    131026: "the message could not be delivered (the number is not on WhatsApp or its app is too old)",
-    133010: "the business phone number is not registered with the Cloud API",
-}
-
-
-class GraphAPIError(Exception):
-    """A Graph API call failed; carries Meta's error fields so the caller can act on ``code``.
-
-    ``status`` is None when no HTTP answer arrived (a transport failure after urllib3's retries).
-    ``response``, like ``requests.HTTPError.response``, is the final answer when there was one.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int | None = None,
-        code: int | None = None,
-        subcode: int | None = None,
-        fbtrace_id: str | None = None,
-        details: str | None = None,
-        response: requests.Response | None = None,
-    ) -> None:
-        self.message = message
-        self.status = status
-        self.code = code
-        self.subcode = subcode
-        self.fbtrace_id = fbtrace_id
-        self.details = details
-        self.response = response
-        super().__init__(str(self))
-
-    @property
-    def retryable(self) -> bool:
-        """True when trying again later may succeed (throttling, transient trouble, no answer at all)."""
-        if self.status is None:
-            return True
-        if self.code in _RETRYABLE_CODES:
-            return True
-        if self.code in _PERMANENT_CODES:
-            return False
-        return self.status == 429 or self.status >= 500
-
-    @property
-    def hint(self) -> str | None:
-        """What the code means for the person operating the bot, when Meta's title does not say it plainly."""
-        return _HINTS.get(self.code) if self.code is not None else None
-
-    @property
-    def auth_failed(self) -> bool:
-        """True when Meta rejected the access token itself (it must be replaced)."""
-        return self.code in _AUTH_CODES
-
-    def __str__(self) -> str:
-        code = f" {self.code}" if self.code is not None else ""
-        where = f"HTTP {self.status}" if self.status is not None else "no HTTP answer"
-        trace = f" [fbtrace_id={self.fbtrace_id}]" if self.fbtrace_id else ""
-        return f"Graph API error{code} ({where}): {self.message}{trace}"
-
-
-class MediaRefused(GraphAPIError):
-    """A media URL (or a redirect hop) goes somewhere media never comes from; trying again would go there again."""
-
-    @property
-    def retryable(self) -> bool:
-        return False
-
-
-class MediaTooLarge(Exception):
-    """A media file is bigger than we accept; ``size`` is the declared size or the bytes read so far."""
-
-    def __init__(self, size: int, limit: int) -> None:
-        self.size = size
-        self.limit = limit
-        super().__init__(f"media of at least {size} bytes is over the limit of {limit} bytes")
 
 
 @dataclass(frozen=True)

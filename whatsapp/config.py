@@ -16,9 +16,7 @@ from typing import Any
 import yaml
 from dotenv import dotenv_values
 
-
-class ConfigError(Exception):
-    """A setting is missing or invalid. The message is one sentence that says how to fix it."""
+from .errors import ConfigError
 
 
 @dataclass(frozen=True)

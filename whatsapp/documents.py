@@ -17,6 +17,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import UnreadableDocument
+
 log = logging.getLogger("whatsapp.documents")
 
 TEXT_TYPES = ("text/", "application/json", "application/csv", "application/x-ndjson", "application/xml")
@@ -35,10 +37,6 @@ class Budget:
     cpu_seconds: int = 5
     wall_seconds: float = 15.0
     memory: int = 256 * 1024 * 1024  # address space of the child, interpreter included (~32 MiB)
-
-
-class UnreadableDocument(Exception):
-    """The document's text cannot be read; the message says why, in words a customer understands."""
 
 
 def readable(mime_type: str | None, filename: str | None) -> bool:

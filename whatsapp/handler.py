@@ -22,8 +22,9 @@ from . import metrics
 from .agents_runtime import Agent, ChatRunner, Customer, RunResult, context_for, trim_history
 from .answers import Answer
 from .attempts import current_attempt
-from .client import GraphAPIError, GraphClient
+from .client import GraphClient
 from .config import Settings
+from .errors import GraphAPIError, LostClaim
 from .formatting import format_reply
 from .messages import Message, parse_message
 from .privacy import clean, mask, tag
@@ -48,10 +49,6 @@ ACKNOWLEDGEMENT_SLOT = 0
 ANSWER_SLOT = 1
 APOLOGY_SLOT = 9
 FIRST_FREE_SLOT = 10
-
-
-class LostClaim(Exception):
-    """Another worker took this message over (our lease expired); stop without sending anything more."""
 
 
 class AgentWhatsAppRequestHandler:
@@ -374,28 +371,8 @@ def customer_ids(message: Message) -> dict[str, str]:
     return {name: value for name, value in ids.items() if isinstance(value, str) and value}
 
 
-def failure_class(error: BaseException | None) -> str:
-    """What kind of failure failed a message, for the metrics: graph (Graph refused a send), model (the model API
-    failed), crashed (no error: its worker died on every attempt) or internal (any other error)."""
-    if error is None:
-        return "crashed"
-    if isinstance(error, GraphAPIError):
-        return "graph"
-    if isinstance(error, openai.OpenAIError):
-        return "model"
-    return "internal"
-
-
 def _graph_error_code(error: GraphAPIError) -> str:
     """Meta's code; ``http_<status>`` when the answer had none, ``transport`` when no answer came."""
     if error.code is not None:
         return str(error.code)
     return f"http_{error.status}" if error.status else "transport"
-
-
-def describe(error: BaseException) -> str:
-    """A short reason for logs and the inbox; never carries a secret (our errors don't hold any)."""
-    reason = f"{type(error).__name__}: {error}"
-    if isinstance(error, GraphAPIError) and error.hint:
-        reason = f"{reason} -- {error.hint}"
-    return reason[:400]

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
+from .errors import ReplyError
+
 # Meta's limits (whatsapp-cloud-api.md section 5).
 TEXT_LIMIT = 4096
 BODY_LIMIT = 1024
@@ -73,10 +75,6 @@ UNSUPPORTED_EXTENSIONS = frozenset(
 )
 _TEMPLATE_NAME = re.compile(r"^[a-z0-9_]{1,512}$")
 _LANGUAGE = re.compile(r"^[a-z]{2,3}(_[A-Za-z]{2,4})?$")
-
-
-class ReplyError(ValueError):
-    """A reply breaks one of Meta's limits; the message names the limit and the offending value."""
 
 
 def _utf16(text: str) -> int:

@@ -23,10 +23,11 @@ from typing import Protocol
 from . import metrics
 from .attempts import Attempt, current_attempt
 from .config import WorkerSettings
-from .handler import LostClaim, describe, failure_class
+from .errors import LostClaim, StoreUnavailable
+from .failures import describe, failure_class
 from .pool import ElasticPool
 from .privacy import tag
-from .store import Job, Store, StoreUnavailable
+from .store import Job, Store
 
 log = logging.getLogger("whatsapp.worker")
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from .base import DELIVERY_RANK, OPEN_STATES, Delivery, InboxEntry, Job, Part, Reply, Store, StoreUnavailable
+from ..errors import StoreUnavailable
+from .base import DELIVERY_RANK, OPEN_STATES, Delivery, InboxEntry, Job, Part, Reply, Store
 
 __all__ = [
     "DELIVERY_RANK",

@@ -31,10 +31,6 @@ def sent_at(timestamp: int, received_at: float) -> float:
     return min(timestamp, received_at) if timestamp > 0 else received_at
 
 
-class StoreUnavailable(Exception):
-    """The store could not record or read something right now (locked, full, unreachable)."""
-
-
 @dataclass(frozen=True)
 class InboxEntry:
     """A message as the webhook records it."""

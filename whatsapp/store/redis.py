@@ -52,6 +52,7 @@ import redis
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
+from ..errors import StoreUnavailable
 from .base import (
     DELIVERY_RANK,
     HISTORY_TTL,
@@ -62,7 +63,6 @@ from .base import (
     Part,
     Reply,
     Store,
-    StoreUnavailable,
     sent_at,
 )
 from .sqlite import HISTORY_KEEP  # one bound for every store

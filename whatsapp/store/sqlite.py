@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import StoreUnavailable
 from ..private_files import private_database
 from .base import (
     DELIVERY_RANK,
@@ -37,7 +38,6 @@ from .base import (
     Part,
     Reply,
     Store,
-    StoreUnavailable,
     sent_at,
 )
 
