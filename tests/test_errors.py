@@ -12,9 +12,10 @@ import whatsapp
 from whatsapp import WhatsAppError
 
 PACKAGE = Path(whatsapp.__file__).parent
-#: Not the service's errors: the agent runtime knows nothing of WhatsApp, and the sandbox's GraphFailure plays Meta
-#: refusing a call (it becomes an HTTP answer of the fake Graph API and never leaves it).
-OUTSIDE_THE_TREE = ("whatsapp.agents_runtime",)
+#: Not the service's errors: the agent runtime knows nothing of WhatsApp, whatsapp.testing holds the fakes tests and
+#: benchmarks use, and the sandbox's GraphFailure plays Meta refusing a call (it becomes an HTTP answer of the fake
+#: Graph API and never leaves it).
+OUTSIDE_THE_TREE = ("whatsapp.agents_runtime", "whatsapp.testing")
 META_SIDE = {"GraphFailure"}
 
 
