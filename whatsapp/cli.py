@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import click
 import openai
 from flask import current_app
-from flask.cli import with_appcontext
+from flask.cli import AppGroup
 
 from .client import GraphAPIError
 from .config import Settings, how_to_set
@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # the service module imports this one
     from .sandbox.records import Records
 
 
-@click.group("whatsapp")
+@click.group("whatsapp", cls=AppGroup)
 def whatsapp() -> None:
     """Check, send and replay WhatsApp messages with this app's settings."""
 
@@ -49,7 +49,6 @@ class Check:
 
 
 @whatsapp.command()
-@with_appcontext
 def doctor() -> None:
     """Check the settings, the Graph API credentials, the webhook, the store and the model."""
     service = current_service()
@@ -170,7 +169,6 @@ def _model_check(settings: Settings) -> Check:
 @whatsapp.command()
 @click.argument("to")
 @click.argument("text")
-@with_appcontext
 def send(to: str, text: str) -> None:
     """Send TEXT to TO: a WhatsApp number (digits, with country code) or a business-scoped user id."""
     customer = recipient(to)
@@ -202,7 +200,6 @@ def recipient(text: str) -> str:
 @click.argument("name")
 @click.argument("parameters", nargs=-1)
 @click.option("--language", default="en_US", show_default=True, help="The template's language code.")
-@with_appcontext
 def template(to: str, name: str, parameters: tuple[str, ...], language: str) -> None:
     """Send the approved template NAME to TO, filling its body's {{1}}, {{2}}... with PARAMETERS.
 
@@ -222,7 +219,6 @@ def template(to: str, name: str, parameters: tuple[str, ...], language: str) -> 
 
 @whatsapp.command()
 @click.argument("message_id")
-@with_appcontext
 def replay(message_id: str) -> None:
     """Process a stored inbound message again (for instance a failed one); a running server answers it.
 
@@ -243,7 +239,6 @@ CHAT_TIMEOUT = 180.0  # seconds to wait for one answer, retries included
 @whatsapp.command()
 @click.option("--number", default="15550009999", show_default=True, help="The customer's phone number.")
 @click.option("--name", default="Terminal", show_default=True, help="The customer's profile name.")
-@with_appcontext
 def chat(number: str, name: str) -> None:
     """Talk to the configured agent in the terminal, through the same pipeline, with no WhatsApp.
 
