@@ -237,6 +237,32 @@ def test_download_goes_only_to_metas_media_hosts(client, requests_mock):
     assert requests_mock.call_count == 0
 
 
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("https://lookaside.fbsbx.com:99999/file", "Port out of range"),
+        ("https://lookaside.fbsbx.com:port/file", "Port could not be cast"),
+        ("https://[::1/file", "Invalid IPv6 URL"),
+        ("https://.fbsbx.com/file", "InvalidURL"),
+    ],
+    ids=["port-out-of-range", "port-not-a-number", "open-bracket", "empty-label"],
+)
+def test_a_media_url_that_is_no_valid_url_is_refused_for_good(client, requests_mock, url, why):
+    with pytest.raises(MediaRefused, match="media URL refused: not a valid URL") as caught:
+        client.download_media(url, max_bytes=10)
+    assert why in str(caught.value)
+    assert not caught.value.retryable  # the same URL fails the same way on every attempt
+    assert requests_mock.call_count == 0
+
+
+def test_a_redirect_to_no_valid_url_is_refused_for_good(client, requests_mock):
+    requests_mock.get(MEDIA_URL, status_code=302, headers={"Location": "https://[::1/file"})
+    with pytest.raises(MediaRefused, match="a redirect to no valid URL") as caught:
+        client.download_media(MEDIA_URL, max_bytes=10)
+    assert not caught.value.retryable
+    assert requests_mock.call_count == 1
+
+
 def test_each_redirect_hop_is_checked_before_it_is_requested(client, requests_mock):
     requests_mock.get(MEDIA_URL, status_code=302, headers={"Location": "http://169.254.169.254/latest/meta-data/"})
     with pytest.raises(MediaRefused, match="not https"):

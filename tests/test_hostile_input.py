@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+from tests.reliability.conftest import inbox_row
 from tests.test_service import user_texts
 from whatsapp.handler import RATE_LIMITED, AgentWhatsAppRequestHandler
 from whatsapp.testing import webhooks as wh
@@ -55,6 +56,23 @@ def test_media_from_a_host_off_the_allow_list_is_refused_at_once_and_the_custome
     service.wait_until_idle()
     assert graph.media_downloads() == [] and model.chat_requests() == []
     assert "media URL refused: 127.0.0.1 is not on api.media_hosts" in service.logs()
+    assert "retrying" not in service.logs()
+
+
+def test_a_media_url_that_is_no_valid_url_is_refused_on_the_first_attempt(start_service, fakes):
+    graph, model = fakes
+    service = start_service(AK_API__MEDIA_HOSTS="*.fbsbx.com", AK_WORKER__RETRY_DELAY="0.1")
+    bad_port = "https://lookaside.fbsbx.com:99999/whatsapp_business/attachments/?mid=1"
+    graph.add_media("photo-1", b"\xff\xd8\xff\xe0photo", "image/jpeg", url=bad_port)
+    message = wh.image_message("photo-1", caption="what is this?")
+    assert service.post(wh.webhook(message)).status_code == 200
+    [reply] = graph.wait_for_texts(1)
+    assert reply["body"] == "Sorry, I couldn't download that image. Could you send it again?"
+    service.wait_until_idle()
+    row = inbox_row(service, message["id"])
+    assert (row["state"], row["attempts"]) == ("done", 1)  # a refusal is final: never retried as if transient
+    assert graph.media_downloads() == [] and model.chat_requests() == []
+    assert "media URL refused: not a valid URL (Port out of range 0-65535)" in service.logs()
     assert "retrying" not in service.logs()
 
 

@@ -232,13 +232,19 @@ class GraphClient:
         """GET a media URL one hop at a time, each hop checked (``media_hosts.refusal``) before it is requested; the
         token goes only to the first URL's host. Raises :class:`MediaRefused`, which is never retried."""
         graph = urlsplit(self._graph_url)
-        first_host = urlsplit(url).hostname
-        for _ in range(MAX_MEDIA_REDIRECTS + 1):
+        first_host = None
+        for hop in range(MAX_MEDIA_REDIRECTS + 1):
             why = refusal(url, self._media_hosts, plain_http_origin=f"{graph.scheme}://{graph.netloc}")
+            why = why or _unrequestable(url)
             if why:
                 raise self._fail(MediaRefused(f"media URL refused: {why}"), what)
-            headers = self._auth if urlsplit(url).hostname == first_host else {}
-            response = self._request("GET", url, what, stream=True, headers=headers, allow_redirects=False)
+            host = urlsplit(url).hostname  # only now: a URL that is no URL cannot be split
+            first_host = host if hop == 0 else first_host
+            headers = self._auth if host == first_host else {}
+            try:
+                response = self._request("GET", url, what, stream=True, headers=headers, allow_redirects=False)
+            except ValueError:  # requests reads a redirect's Location even when it does not follow it
+                raise self._fail(MediaRefused("media URL refused: a redirect to no valid URL"), what) from None
             if not response.is_redirect:
                 return response
             response.close()
@@ -348,6 +354,16 @@ def addressed(customer: str) -> dict[str, str]:
     if customer.isascii() and customer.isdigit():
         return {"to": customer}
     return {"recipient": customer}
+
+
+def _unrequestable(url: str) -> str | None:
+    """Why ``requests`` cannot even build a request for ``url`` (a host label IDNA refuses...), which no later attempt
+    changes; None when it can. Its own message quotes the whole URL, so only the kind of failure is kept."""
+    try:
+        requests.PreparedRequest().prepare_url(url, None)
+    except requests.RequestException as error:
+        return f"not a valid URL ({type(error).__name__})"
+    return None
 
 
 def _as_int(value: object) -> int | None:

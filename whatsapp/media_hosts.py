@@ -22,7 +22,11 @@ META_MEDIA_HOSTS = ("*.fbsbx.com",)
 def refusal(url: str, hosts: Sequence[str], plain_http_origin: str | None = None) -> str | None:
     """Why ``url`` must not be downloaded, or None when it may be. ``plain_http_origin`` (``scheme://host:port``)
     is the one origin allowed without TLS: the configured Graph URL, a local fake."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port or 443
+    except ValueError as error:  # a bracket left open, a port out of range: it fails the same way every time
+        return f"not a valid URL ({error})"
     host = (parts.hostname or "").lower().rstrip(".")
     if parts.scheme != "https" and f"{parts.scheme}://{parts.netloc}" != plain_http_origin:
         return f"not https ({parts.scheme or 'no scheme'}://{host})"
@@ -32,7 +36,7 @@ def refusal(url: str, hosts: Sequence[str], plain_http_origin: str | None = None
     suffixes = tuple(entry[1:].lower() for entry in hosts if entry.startswith("*."))
     if not (host and host.endswith(suffixes)):
         return f"{host or 'no host'} is not on api.media_hosts"
-    for address in _addresses(host, parts.port or 443):
+    for address in _addresses(host, port):
         if not address.is_global:
             return f"{host} resolves to {address}, a private or reserved address"
     return None

@@ -75,6 +75,7 @@ class FakeMedia:
     mime_type: str
     declared_size: int | None = None
     size_as_string: bool = False
+    url: str | None = None  # what the lookup answers as the download URL; None: the fake's own
 
     @property
     def sha256(self) -> str:
@@ -149,9 +150,11 @@ class FakeGraph(FakeServer):
         mime_type: str,
         declared_size: int | None = None,
         size_as_string: bool = False,
+        url: str | None = None,
     ) -> FakeMedia:
-        """Make ``media_id`` resolvable and downloadable; ``declared_size`` lets ``file_size`` lie."""
-        media = FakeMedia(media_id, data, mime_type, declared_size, size_as_string)
+        """Make ``media_id`` resolvable and downloadable; ``declared_size`` lets ``file_size`` lie, ``url`` replaces the
+        download URL the lookup answers (one the service must refuse)."""
+        media = FakeMedia(media_id, data, mime_type, declared_size, size_as_string, url)
         with self._cond:
             self._media[media_id] = media
             self._expired_media.discard(media_id)
@@ -375,7 +378,7 @@ class FakeGraph(FakeServer):
         size: int | str = media.declared_size if media.declared_size is not None else len(media.data)
         answer = {
             "messaging_product": "whatsapp",
-            "url": f"{self.url}/media-download/{media.id}",
+            "url": media.url or f"{self.url}/media-download/{media.id}",
             "mime_type": media.mime_type,
             "sha256": media.sha256,
             "file_size": str(size) if media.size_as_string else size,
