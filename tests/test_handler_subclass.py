@@ -6,9 +6,15 @@ import os
 import subprocess
 import sys
 import textwrap
+from unittest import mock
 
+from flask import Flask
+
+from whatsapp import AgentWhatsAppRequestHandler, create_app, messages
+from whatsapp.config import OpenAISettings, Settings, StoreSettings, WhatsAppSettings, WorkerSettings
+from whatsapp.store import Job
 from whatsapp.testing import webhooks as wh
-from whatsapp.testing.service import ROOT
+from whatsapp.testing.service import ACCESS_TOKEN, APP_SECRET, ROOT, VERIFY_TOKEN
 
 HANDLER_MODULE = textwrap.dedent(
     """
@@ -87,3 +93,105 @@ def test_a_handler_module_that_fails_to_import_stops_the_service_with_one_senten
         "Configuration error: whatsapp.handler 'brokenhandler:Polite' could not be imported: "
         "NameError: name 'undefined_name' is not defined (brokenhandler.py, line 3)."
     )
+
+
+# in process: one message parsed once per attempt ---------------------------------------------------------------
+
+
+class Watching(AgentWhatsAppRequestHandler):
+    """Keeps what each step of the pipeline was handed, and counts the messages parsed while it runs."""
+
+    def __init__(self, **wiring) -> None:
+        super().__init__(**wiring)
+        self.seen: list[tuple[str, object]] = []
+        self.parsed: list[int] = []  # messages parsed per attempt
+
+    def process(self, job: Job) -> None:
+        with mock.patch.object(messages, "_build", wraps=messages._build) as build:  # every parse goes through it
+            try:
+                super().process(job)
+            finally:
+                self.parsed.append(build.call_count)
+
+    def _handle_message(self, message, value):
+        self.seen.append(("raw", message))
+        super()._handle_message(message, value)
+
+    def _answer_message(self, message):
+        self.seen.append(("pipeline", message))
+        super()._answer_message(message)
+
+    def _answer(self, job, message):
+        self.seen.append(("answer", message))
+        return super()._answer(job, message)
+
+
+class Rewriting(AgentWhatsAppRequestHandler):
+    """Passes the pipeline a message of its own making, as a subclass of the original design could."""
+
+    def _handle_message(self, message, value):
+        super()._handle_message({**message, "text": {"body": "rewritten by the subclass"}}, value)
+
+
+def in_process(tmp_path, fakes, handler: type[AgentWhatsAppRequestHandler]) -> Flask:
+    """The app with ``handler``, its worker not started: the test runs each attempt with ``run_once``."""
+    graph, model = fakes
+    whatsapp = WhatsAppSettings(
+        access_token=ACCESS_TOKEN,
+        verify_token=VERIFY_TOKEN,
+        app_secret=APP_SECRET,
+        phone_number_id=wh.PHONE_NUMBER_ID,
+        graph_url=graph.url,
+    )
+    settings = Settings(
+        whatsapp=whatsapp,
+        store=StoreSettings(url=f"sqlite:///{tmp_path / 'whatsapp.db'}"),
+        worker=WorkerSettings(threads=1, retry_delay=0.0),
+        openai=OpenAISettings(base_url=model.url + "/v1", api_key="sk-test"),
+    )
+    return create_app(settings, handler=handler, start_worker=False)
+
+
+def receive(app: Flask, message: dict) -> None:
+    body = wh.dumps(wh.webhook(message))
+    headers = {"X-Hub-Signature-256": wh.sign(body, APP_SECRET), "Content-Type": "application/json"}
+    assert app.test_client().post("/whatsapp/webhook", data=body, headers=headers).status_code == 200
+
+
+def test_a_claimed_message_is_parsed_once_per_attempt_and_every_step_reads_that_message(tmp_path, fakes):
+    graph, model = fakes
+    app = in_process(tmp_path, fakes, Watching)
+    service = app.extensions["whatsapp"]
+    message = wh.text_message("when do you open?")
+    receive(app, message)
+    graph.fail_next(status=400, code=131056)  # a throttled send (Graph says try later): the answer is kept
+
+    assert service.worker.run_once() is not None
+    assert graph.sent_texts() == [] and len(graph.failed_sends()) == 1
+    assert service.worker.run_once() is not None  # the retry, due at once
+
+    handler = service.handler
+    assert handler.parsed == [1, 1]
+    # attempt one: the hook got the stored dict, and each step the one typed message parsed from it
+    (_, raw), (_, typed), (_, answered), (_, raw_again), (_, typed_again) = handler.seen
+    assert [step for step, _ in handler.seen] == ["raw", "pipeline", "answer", "raw", "pipeline"]
+    assert raw == message and typed.raw is raw and answered is typed
+    assert isinstance(typed, messages.Text) and typed.body == "when do you open?"
+    assert raw_again == message and typed_again.raw is raw_again
+    # what the customer and the model saw: one question, one answer, sent on the second attempt
+    assert [m["content"] for m in model.chat_requests()[0]["messages"] if m["role"] == "user"] == ["when do you open?"]
+    assert len(model.chat_requests()) == 1
+    [reply] = graph.sent_texts()
+    assert (reply["body"], reply["reply_to"]) == ("You said: when do you open?", message["id"])
+
+
+def test_a_subclass_that_passes_its_own_message_is_answered_for_that_message(tmp_path, fakes):
+    graph, model = fakes
+    app = in_process(tmp_path, fakes, Rewriting)
+    message = wh.text_message("the customer's words")
+    receive(app, message)
+    assert app.extensions["whatsapp"].worker.run_once() is not None
+    [request] = model.chat_requests()
+    assert [m["content"] for m in request["messages"] if m["role"] == "user"] == ["rewritten by the subclass"]
+    [reply] = graph.sent_texts()
+    assert (reply["body"], reply["reply_to"]) == ("You said: rewritten by the subclass", message["id"])

@@ -16,13 +16,16 @@ from whatsapp.messages import (
     INTERNAL_ERROR,
     Audio,
     Button,
+    ButtonReply,
     Contacts,
     Context,
     Document,
     Edit,
     ErrorInfo,
+    FlowReply,
     Image,
     Interactive,
+    ListReply,
     Location,
     Message,
     Order,
@@ -159,7 +162,7 @@ def test_shared_contacts_list_names_phones_and_emails():
 
 def test_button_reply():
     msg = only_message(fk.button_reply("confirm", "Yes, book it", wamid="wamid.B1"))
-    assert isinstance(msg, Interactive)
+    assert type(msg) is ButtonReply and isinstance(msg, Interactive)
     assert msg.id == "wamid.B1"
     assert (msg.kind, msg.reply_id, msg.title) == ("button_reply", "confirm", "Yes, book it")
     assert msg.text == "Yes, book it"
@@ -167,17 +170,24 @@ def test_button_reply():
 
 def test_list_reply_with_description():
     msg = only_message(fk.list_reply("row-2", "Tuesday", description="10:00 to 12:00"))
-    assert isinstance(msg, Interactive)
+    assert type(msg) is ListReply and isinstance(msg, Interactive)
     assert (msg.kind, msg.reply_id, msg.title, msg.description) == ("list_reply", "row-2", "Tuesday", "10:00 to 12:00")
 
 
 def test_flow_answer_keeps_response_json_as_a_string():
     msg = only_message(fk.nfm_reply({"flow_token": "t1", "date": "2026-01-02"}, body="Sent"))
-    assert isinstance(msg, Interactive)
+    assert type(msg) is FlowReply and isinstance(msg, Interactive)
     assert msg.kind == "nfm_reply"
     assert json.loads(msg.response_json) == {"flow_token": "t1", "date": "2026-01-02"}
     assert msg.body == "Sent" and msg.title is None
     assert msg.text == "Sent"
+
+
+def test_an_interactive_kind_without_a_class_of_its_own_stays_interactive():
+    content = {"type": "call_permission_reply", "call_permission_reply": {"response": "accept"}}
+    msg = only_message(fk.message("interactive", content))
+    assert type(msg) is Interactive
+    assert (msg.kind, msg.title, msg.text) == ("call_permission_reply", None, None)
 
 
 def test_template_quick_reply_button():

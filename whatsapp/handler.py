@@ -27,6 +27,7 @@ from .config import Settings
 from .errors import GraphAPIError, LostClaim
 from .formatting import format_reply
 from .messages import Message, parse_message
+from .messages import Text as InboundText
 from .privacy import clean, mask, tag
 from .questions import MEDIA_URL_PREFIX, Note, Notice, Question, QuestionBuilder, Transcriber, expects_answer
 from .replies import RichReply, Text
@@ -76,14 +77,21 @@ class AgentWhatsAppRequestHandler:
     # called by the worker ----------------------------------------------------------------------------------------
 
     def process(self, job: Job) -> None:
-        """Run the pipeline for a claimed message; raises on failure (the worker decides on a retry)."""
+        """Run the pipeline for a claimed message; raises on failure (the worker decides on a retry).
+
+        The inbox keeps the message as Meta sent it; it is parsed here, once per attempt, and the pipeline reads
+        that typed message. The raw dicts still go through :meth:`_handle_message`, the hook subclasses override.
+        """
+        raw, value = job.payload["message"], job.payload["value"]
         self._current.job = job
+        self._current.message = parse_message(raw, value)
         self._current.next_slot = FIRST_FREE_SLOT
         try:
-            self._handle_message(job.payload["message"], job.payload["value"])
+            self._handle_message(raw, value)
         finally:
             self._typing_shown()
             self._current.job = None
+            self._current.message = None
 
     def give_up(self, job: Job, error: BaseException | None) -> None:
         """The message failed for good: apologise to the customer, unless Graph itself refuses us."""
@@ -113,35 +121,46 @@ class AgentWhatsAppRequestHandler:
     # the pipeline (overridable) ----------------------------------------------------------------------------------
 
     def _handle_message(self, message: dict, value: dict) -> None:
-        """Answer one inbound message: typing, acknowledgement, question, agent, formatted reply."""
+        """The seed's hook: one inbound message as Meta sent it and its change's ``value``; answers it.
+
+        A subclass overrides it to act on the raw dicts, then calls ``super()`` to answer as usual. The message
+        parsed when the job was claimed is used when these are the job's own dicts; dicts a subclass built instead
+        (a rewritten message) are parsed here, so the answer is to what it passed.
+        """
+        parsed: Message | None = getattr(self._current, "message", None)
+        if parsed is None or message is not parsed.raw or value is not self._job.payload["value"]:
+            parsed = parse_message(message, value)
+        self._answer_message(parsed)
+
+    def _answer_message(self, message: Message) -> None:
+        """Answer one typed inbound message: typing, acknowledgement, question, agent, formatted reply."""
         job = self._job
-        parsed = parse_message(message, value)
-        sender = parsed.sender
+        sender = message.sender
         whatsapp = self.settings.whatsapp
         if whatsapp.allowed_senders and sender not in whatsapp.allowed_senders:
-            log.info("message %s: sender %s is not on the allow-list; not answered", tag(parsed.id), mask(sender))
+            log.info("message %s: sender %s is not on the allow-list; not answered", tag(message.id), mask(sender))
             return
         if job.answer is None and self._over_rate_limit(job):
             return
         if whatsapp.typing_indicator and job.attempts == 1:
             # "typing…" promises an answer: a reaction, a revoke or a system notice is only marked read.
-            answering = job.answer is not None or expects_answer(parsed)
-            self._start_typing(parsed.id, typing=answering)
+            answering = job.answer is not None or expects_answer(message)
+            self._start_typing(message.id, typing=answering)
         if whatsapp.agent_acknowledgement:
-            self._send_reply(sender, whatsapp.agent_acknowledgement, parsed.id, ACKNOWLEDGEMENT_SLOT)
+            self._send_reply(sender, whatsapp.agent_acknowledgement, message.id, ACKNOWLEDGEMENT_SLOT)
 
         answer = job.answer
         if answer is None:
-            answer = self._answer(job, parsed)
+            answer = self._answer(job, message)
             if answer is None:
                 return
         stored = Answer.decode(answer)
         if not stored.replies:
-            self._send_reply(sender, answer, parsed.id, ANSWER_SLOT)
+            self._send_reply(sender, answer, message.id, ANSWER_SLOT)
             return
         self._current.slot = ANSWER_SLOT
         words = format_reply(stored.text) if stored.text.strip() else []
-        self._send_parts(sender, stored.parts(words), parsed.id)
+        self._send_parts(sender, stored.parts(words), message.id)
 
     def _send_message(self, to: str, text: str, reply_to: str | None = None) -> None:
         """Send ``text`` as WhatsApp-formatted parts of at most 4096 characters, the first threaded to ``reply_to``.
@@ -255,7 +274,7 @@ class AgentWhatsAppRequestHandler:
         """``/reset`` (or "reset" alone) and ``/help``, unless switched off with ``whatsapp.commands``."""
         if not self.settings.whatsapp.commands:
             return None
-        word = (message.text or "").strip().lower() if message.type == "text" else ""
+        word = (message.text or "").strip().lower() if isinstance(message, InboundText) else ""
         if word in ("/reset", "reset"):
             self.store.clear_history(job.sender)
             log.info("message %s: conversation reset by the customer", tag(job.id))

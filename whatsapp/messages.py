@@ -89,7 +89,8 @@ class Text(Message):
 
 @dataclass(frozen=True, kw_only=True)
 class Interactive(Message):
-    """A tap on one of our reply buttons or list rows, or a Flow's answer (``nfm_reply``)."""
+    """An interactive reply; the kinds the pipeline reads are subclasses (:class:`ButtonReply`, :class:`ListReply`,
+    :class:`FlowReply`), any other ``kind`` (Meta adds some) stays an ``Interactive``."""
 
     kind: str = ""
     reply_id: str | None = None
@@ -101,6 +102,21 @@ class Interactive(Message):
     @property
     def text(self) -> str | None:
         return self.title if self.title is not None else self.body
+
+
+@dataclass(frozen=True, kw_only=True)
+class ButtonReply(Interactive):
+    """A tap on one of our reply buttons (``kind`` ``button_reply``)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ListReply(Interactive):
+    """A row chosen from one of our lists (``kind`` ``list_reply``)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class FlowReply(Interactive):
+    """A Flow's answers (``kind`` ``nfm_reply``): ``response_json`` as Meta sent it, ``body`` its summary."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -447,6 +463,13 @@ def _text(body: dict, common: dict, env: _Env) -> Message:
     return Text(**common, body=text if isinstance(text, str) else "")
 
 
+_INTERACTIVE_KINDS: dict[str, type[Interactive]] = {
+    "button_reply": ButtonReply,
+    "list_reply": ListReply,
+    "nfm_reply": FlowReply,
+}
+
+
 def _interactive(body: dict, common: dict, env: _Env) -> Message:
     kind = _str(body.get("type")) or ""
     reply = _dict(body.get(kind)) if kind else {}
@@ -455,7 +478,8 @@ def _interactive(body: dict, common: dict, env: _Env) -> Message:
     response_json = reply.get("response_json")
     if response_json is not None and not isinstance(response_json, str):
         env.problems.add(env.at, f"nfm_reply.response_json is {_describe(response_json)}, not a string")
-    return Interactive(
+    cls = _INTERACTIVE_KINDS.get(kind, Interactive)  # other kinds (a call permission reply...) stay Interactive
+    return cls(
         **common,
         kind=kind,
         reply_id=_ident(reply.get("id")),

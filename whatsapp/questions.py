@@ -19,11 +19,14 @@ from .documents import Budget, UnreadableDocument, read_text, readable
 from .messages import (
     Audio,
     Button,
+    ButtonReply,
     Contacts,
     Document,
     Edit,
+    FlowReply,
     Image,
     Interactive,
+    ListReply,
     Location,
     Media,
     Message,
@@ -252,17 +255,18 @@ def expects_answer(message: Message) -> bool:
 
 def interactive_text(message: Interactive) -> str | None:
     """What the agent is told of a tap on a reply button or list row (its id and title) or a Flow's answers."""
-    if message.kind == "button_reply" and message.title is not None:
-        return f'[The customer tapped the button "{message.title}" (id: {message.reply_id})]'
-    if message.kind == "list_reply" and message.title is not None:
-        description = f" - {message.description}" if message.description else ""
-        return f'[The customer chose "{message.title}"{description} (id: {message.reply_id}) from the list]'
-    if message.kind == "nfm_reply":
-        answers = flow_answers(message.response_json)
-        if answers is None:
-            return message.body or None
-        lines = "\n".join(f"- {name}: {value}" for name, value in answers.items())
-        return f"[The customer completed a form and answered:]\n{lines}" if lines else message.body or None
+    match message:
+        case ButtonReply(title=str()):
+            return f'[The customer tapped the button "{message.title}" (id: {message.reply_id})]'
+        case ListReply(title=str()):
+            description = f" - {message.description}" if message.description else ""
+            return f'[The customer chose "{message.title}"{description} (id: {message.reply_id}) from the list]'
+        case FlowReply():
+            answers = flow_answers(message.response_json)
+            if answers is None:
+                return message.body or None
+            lines = "\n".join(f"- {name}: {value}" for name, value in answers.items())
+            return f"[The customer completed a form and answered:]\n{lines}" if lines else message.body or None
     return message.text
 
 
