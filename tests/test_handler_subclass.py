@@ -12,6 +12,7 @@ from flask import Flask
 
 from whatsapp import AgentWhatsAppRequestHandler, create_app, messages
 from whatsapp.config import OpenAISettings, Settings, StoreSettings, WhatsAppSettings, WorkerSettings
+from whatsapp.extension import current_service
 from whatsapp.store import Job
 from whatsapp.testing import webhooks as wh
 from whatsapp.testing.service import ACCESS_TOKEN, APP_SECRET, ROOT, VERIFY_TOKEN
@@ -161,7 +162,7 @@ def receive(app: Flask, message: dict) -> None:
 def test_a_claimed_message_is_parsed_once_per_attempt_and_every_step_reads_that_message(tmp_path, fakes):
     graph, model = fakes
     app = in_process(tmp_path, fakes, Watching)
-    service = app.extensions["whatsapp"]
+    service = current_service(app)
     message = wh.text_message("when do you open?")
     receive(app, message)
     graph.fail_next(status=400, code=131056)  # a throttled send (Graph says try later): the answer is kept
@@ -190,7 +191,7 @@ def test_a_subclass_that_passes_its_own_message_is_answered_for_that_message(tmp
     app = in_process(tmp_path, fakes, Rewriting)
     message = wh.text_message("the customer's words")
     receive(app, message)
-    assert app.extensions["whatsapp"].worker.run_once() is not None
+    assert current_service(app).worker.run_once() is not None
     [request] = model.chat_requests()
     assert [m["content"] for m in request["messages"] if m["role"] == "user"] == ["rewritten by the subclass"]
     [reply] = graph.sent_texts()
