@@ -327,7 +327,7 @@ def test_username_only_sender_is_keyed_on_from_user_id():
     parsed = parse_webhook(payload)
     [msg] = parsed.messages
     assert msg.sender == fk.DEFAULT_USER_ID
-    assert msg.from_user_id == fk.DEFAULT_USER_ID
+    assert msg.from_user_id == fk.DEFAULT_USER_ID and msg.wa_id is None
     assert msg.username == "kerry.fisher" and msg.profile_name == "Kerry Fisher"
     assert msg.value["contacts"] == [contact]
     assert parsed.problems == ()
@@ -336,6 +336,7 @@ def test_username_only_sender_is_keyed_on_from_user_id():
 def test_from_wins_over_from_user_id_when_both_are_sent():
     msg = only_message(fk.text_message("hi", from_user_id=fk.DEFAULT_USER_ID))
     assert msg.sender == fk.DEFAULT_SENDER and msg.from_user_id == fk.DEFAULT_USER_ID
+    assert msg.wa_id == fk.DEFAULT_SENDER
 
 
 def test_integer_timestamps_are_accepted():

@@ -386,8 +386,8 @@ def replies_made(result: RunResult) -> list[RichReply]:
 def customer_ids(message: Message) -> dict[str, str]:
     """The ids a webhook gave for the customer, kept in the session: the phone number (``wa_id``), the business-scoped
     user id and the username, when Meta sent them (a username customer may come with the user id alone)."""
-    ids = {"wa_id": message.raw.get("from"), "user_id": message.from_user_id, "username": message.username}
-    return {name: value for name, value in ids.items() if isinstance(value, str) and value}
+    ids = {"wa_id": message.wa_id, "user_id": message.from_user_id, "username": message.username}
+    return {name: value for name, value in ids.items() if value}
 
 
 def _graph_error_code(error: GraphAPIError) -> str:

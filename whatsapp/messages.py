@@ -68,6 +68,7 @@ class Message:
     phone_number_id: str = ""
     profile_name: str | None = None
     username: str | None = None
+    wa_id: str | None = None  # the phone number (``from``); a username customer may come with from_user_id alone
     from_user_id: str | None = None
     context: Context | None = None
     referral: dict | None = field(default=None, hash=False, repr=False)
@@ -659,6 +660,7 @@ def _build(raw: dict, env: _Env, outer: dict | None = None) -> Message:
         "phone_number_id": _phone_number_id(value),
         "profile_name": _str(profile.get("name")),
         "username": _str(profile.get("username")),
+        "wa_id": from_,
         "from_user_id": from_user_id,
         "context": _context(raw.get("context"), problems, at),
         "referral": referral if isinstance(referral, dict) else None,
@@ -690,6 +692,7 @@ def _unknown_for(raw: object, value: object) -> Unknown:
     return Unknown(
         id=_ident(raw_dict.get("id")) or "",
         sender=_ident(raw_dict.get("from")) or _ident(raw_dict.get("from_user_id")) or "",
+        wa_id=_ident(raw_dict.get("from")),
         raw=raw_dict,
         value=value_dict,
         phone_number_id=_phone_number_id(value_dict),
