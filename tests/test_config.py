@@ -104,6 +104,66 @@ def test_yaml_errors_are_clear(tmp_path):
         load(tmp_path, yaml_text="whatsap:\n  agent: x\n")
 
 
+def test_a_bad_setting_in_config_yaml_is_located_by_line_and_column(tmp_path):
+    yaml_text = "whatsapp:\n  agent: shop\nworker:\n  max_attempts: 3\n  threads: many\n"
+    with pytest.raises(ConfigError) as raised:
+        load(tmp_path, yaml_text=yaml_text)
+    error = raised.value
+    assert (error.path, error.line, error.column) == (tmp_path / "config.yaml", 5, 12)  # where "many" starts
+    assert str(error) == (
+        f"worker.threads (line 5, column 12 of {tmp_path / 'config.yaml'}) must be a positive whole number, not "
+        "'many': set AK_WORKER__THREADS in the environment or .env, or worker.threads in config.yaml."
+    )
+    assert str(error).count(". ") == 0
+
+
+def test_a_setting_the_environment_overrides_is_not_blamed_on_config_yaml(tmp_path):
+    with pytest.raises(ConfigError) as raised:
+        load(tmp_path, {"AK_WORKER__THREADS": "lots"}, yaml_text="worker:\n  threads: 4\n")
+    assert (raised.value.path, raised.value.line, raised.value.column) == (None, None, None)
+    assert "line" not in str(raised.value) and "'lots'" in str(raised.value)
+
+
+def test_each_of_several_bad_settings_keeps_its_place(tmp_path):
+    yaml_text = "log:\n  format: xml\nwhatsapp:\n  typo: 1\nstore:\n  url: postgres://db\n"
+    with pytest.raises(ConfigError) as raised:
+        load(tmp_path, {"AK_WORKER__THREADS": "0"}, yaml_text=yaml_text)
+    places = {str(problem).split(" ")[0]: (problem.line, problem.column) for problem in raised.value.problems}
+    assert places == {
+        "whatsapp.typo": (4, 9),
+        "worker.threads": (None, None),
+        "log.format": (2, 11),
+        "store.url": (6, 8),
+    }
+    assert str(raised.value).startswith("4 settings need fixing: whatsapp.typo (line 4, column 9 of ")
+    assert raised.value.line is None  # the sentence names them all; the places are the problems'
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "place", "words"),
+    [
+        ("whatsapp:\n  agent: [unclosed\n", (3, 1), "is not valid YAML at line 3, column 1 (ParserError)."),
+        ("worker:\n  threads: 2\nwhatsap:\n  agent: x\n", (3, 1), "has an unknown section 'whatsap' at line 3"),
+        ("whatsapp:\n  agent: x\nworker: 4\n", (3, 1), "The section 'worker' at line 3, column 1 of"),
+        ("- whatsapp\n", (1, 1), "must hold a mapping of sections such as 'whatsapp:', not what is at line 1"),
+    ],
+    ids=["not-yaml", "unknown-section", "section-not-a-mapping", "not-a-mapping"],
+)
+def test_a_config_yaml_that_cannot_be_read_is_located(tmp_path, yaml_text, place, words):
+    with pytest.raises(ConfigError) as raised:
+        load(tmp_path, yaml_text=yaml_text)
+    assert (raised.value.line, raised.value.column) == place
+    assert words in str(raised.value)
+
+
+def test_a_yaml_error_never_quotes_the_file(tmp_path):
+    # PyYAML's own message would quote the line (and here an alias name), which may be a secret.
+    with pytest.raises(ConfigError) as raised:
+        load(tmp_path, yaml_text="whatsapp:\n  access_token: *EAAG-secret-token\n")
+    assert "EAAG" not in str(raised.value)
+    assert (raised.value.line, raised.value.column) == (2, 17)
+
+
 def test_secrets_never_appear_in_a_config_error(tmp_path):
     with pytest.raises(ConfigError) as raised:
         load(tmp_path, {"AK_WHATSAPP__ACCESS_TOKEN": "EAAG-secret-token", "AK_WHATSAPP__PHONE_NUMBER_ID": "1"})

@@ -153,17 +153,20 @@ def load_settings(
 
     raw: dict[str, dict[str, Any]] = {name: {} for name in _SECTIONS}
     path = Path(config_path or variables.get("AK_CONFIG") or "config.yaml")
+    places: dict[str, Place] = {}  # where config.yaml wrote each setting still read from it
     if config_path or "AK_CONFIG" in variables or path.exists():
-        _merge_yaml(raw, path)
+        places = _merge_yaml(raw, path)
     for name, value in variables.items():
         if name.startswith("AK_") and "__" in name:
             section, _, key = name[3:].partition("__")
             raw.setdefault(section.lower(), {})[key.lower()] = value
+            places.pop(f"{section.lower()}.{key.lower()}", None)
     for variable, key in _OPENAI_VARIABLES.items():
         if variables.get(variable):
             raw["openai"][key] = variables[variable]
+            places.pop(f"openai.{key}", None)
 
-    problems: list[str] = []  # every one of them, so that a newcomer fixes them all in one go
+    problems: list[Problem] = []  # every one of them, so that a newcomer fixes them all in one go
     sections = {name: _build_section(name, cls, raw.get(name, {}), problems) for name, cls in _SECTIONS.items()}
     settings = Settings(**sections)
     if not settings.store.url:
@@ -171,39 +174,110 @@ def load_settings(
         redis_url = (variables.get("REDIS_URL") or "").strip()
         database = Path(instance_path).resolve() / "whatsapp.db"
         settings = _replace(settings, "store", url=redis_url or f"sqlite:///{database}")
-    _raise_for(problems + _problems(settings))
+    _raise_for(problems + _problems(settings), path, places)
     return settings
 
 
-def _merge_yaml(raw: dict[str, dict[str, Any]], path: Path) -> None:
+@dataclass(frozen=True)
+class Place:
+    """Where config.yaml writes something: its path, and the line and column counted from 1, as editors count."""
+
+    path: Path
+    line: int
+    column: int
+
+    @classmethod
+    def of(cls, path: Path, mark: yaml.Mark) -> Place:
+        return cls(path, mark.line + 1, mark.column + 1)
+
+    @property
+    def at(self) -> str:
+        return f"line {self.line}, column {self.column}"
+
+    def __str__(self) -> str:
+        return f"{self.at} of {self.path}"
+
+
+def _config_error(message: str, place: Place | None) -> ConfigError:
+    if place is None:
+        return ConfigError(message)
+    return ConfigError(message, path=place.path, line=place.line, column=place.column)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing to fix, in a sentence; when it is about one setting (``worker.threads``), the sentence begins with
+    its name, so that the place config.yaml writes it can follow the name."""
+
+    text: str
+    setting: str | None = None
+
+
+def _merge_yaml(raw: dict[str, dict[str, Any]], path: Path) -> dict[str, Place]:
+    """Merge config.yaml into ``raw``; returns where it writes each section (``"worker"``) and each setting's value
+    (``"worker.threads"``), so that an error can say where to look."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"The config file {path} does not exist: create it or point AK_CONFIG elsewhere.") from None
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+        data = (loader.construct_document(root) if root is not None else None) or {}
     except yaml.YAMLError as error:
-        raise ConfigError(f"The config file {path} is not valid YAML ({error.__class__.__name__}).") from None
+        # Only the place and the kind of error: PyYAML's own words quote the text, which may hold a secret.
+        mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+        place = Place.of(path, mark) if mark else None
+        at = f" at {place.at}" if place else ""
+        message = f"The config file {path} is not valid YAML{at} ({error.__class__.__name__})."
+        raise _config_error(message, place) from None
+    finally:
+        loader.dispose()
     if not isinstance(data, dict):
-        raise ConfigError(f"The config file {path} must hold a mapping of sections such as 'whatsapp:'.")
+        place = Place.of(path, root.start_mark)
+        message = (
+            f"The config file {path} must hold a mapping of sections such as 'whatsapp:', not what is at {place.at}."
+        )
+        raise _config_error(message, place)
+    places = _places(path, root) if isinstance(root, yaml.MappingNode) else {}  # not for an empty file
     for section, values in data.items():
+        place = places.get(str(section))
+        at = f" at {place.at}" if place else ""
         if section not in _SECTIONS:
-            raise ConfigError(f"The config file {path} has an unknown section '{section}'.")
+            raise _config_error(f"The config file {path} has an unknown section '{section}'{at}.", place)
         if not isinstance(values, dict):
-            raise ConfigError(f"The section '{section}' of {path} must be a mapping of keys.")
+            raise _config_error(f"The section '{section}'{at} of {path} must be a mapping of keys.", place)
         raw[section].update({str(k): v for k, v in values.items()})
+    return {name: place for name, place in places.items() if "." in name}
 
 
-def _build_section(name: str, cls: type, values: dict[str, Any], problems: list[str]) -> Any:
+def _places(path: Path, root: yaml.MappingNode) -> dict[str, Place]:
+    """Each section's key and each setting's value in the parsed document; later ones win, as when loading."""
+    places = {}
+    for section_node, values_node in root.value:
+        section = str(section_node.value)
+        places[section] = Place.of(path, section_node.start_mark)
+        if isinstance(values_node, yaml.MappingNode):
+            for key_node, value_node in values_node.value:
+                if isinstance(key_node, yaml.ScalarNode):
+                    places[f"{section}.{key_node.value}"] = Place.of(path, value_node.start_mark)
+    return places
+
+
+def _build_section(name: str, cls: type, values: dict[str, Any], problems: list[Problem]) -> Any:
     """The section's settings; what is unknown or invalid is added to ``problems`` and left at its default."""
     fields = cls.__dataclass_fields__
     converted = {}
     for key, value in values.items():
+        setting = f"{name}.{key}"
         if key not in fields:
-            problems.append(f"{name}.{key} is not a known setting (from config.yaml or {env_name(name, key)}).")
+            known = f"{setting} is not a known setting (from config.yaml or {env_name(name, key)})."
+            problems.append(Problem(known, setting))
             continue
         try:
             converted[key] = _convert(name, key, value, fields[key].type)
         except ConfigError as error:
-            problems.append(str(error))
+            problems.append(Problem(str(error), setting))
     return cls(**converted)
 
 
@@ -280,15 +354,23 @@ def validate(settings: Settings) -> None:
     _raise_for(_problems(settings))
 
 
-def _raise_for(problems: list[str]) -> None:
-    if len(problems) == 1:
-        raise ConfigError(problems[0])
-    if problems:
-        listed = "; ".join(problem.removesuffix(".") for problem in problems)
-        raise ConfigError(f"{len(problems)} settings need fixing: {listed}.")
+def _raise_for(problems: list[Problem], path: Path | None = None, places: Mapping[str, Place] | None = None) -> None:
+    """One error for all the problems; a setting config.yaml writes is named with its place there."""
+    errors = [_error(problem, (places or {}).get(problem.setting or "")) for problem in problems]
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        listed = "; ".join(str(error).removesuffix(".") for error in errors)
+        raise ConfigError(f"{len(errors)} settings need fixing: {listed}.", problems=tuple(errors))
 
 
-def _problems(settings: Settings) -> list[str]:
+def _error(problem: Problem, place: Place | None) -> ConfigError:
+    if place is None or problem.setting is None:
+        return ConfigError(problem.text)
+    return _config_error(f"{problem.setting} ({place}){problem.text.removeprefix(problem.setting)}", place)
+
+
+def _problems(settings: Settings) -> list[Problem]:
     problems = []
     whatsapp = settings.whatsapp
     if whatsapp.access_token:
@@ -297,40 +379,56 @@ def _problems(settings: Settings) -> list[str]:
             names = " and ".join(f"whatsapp.{key}" for key in missing)
             variables = " and ".join(env_name("whatsapp", key) for key in missing)
             problems.append(
-                f"{names} {'is' if len(missing) == 1 else 'are'} required with an access token: set {variables} "
-                f"in the environment or .env, or {names} in config.yaml."
+                Problem(
+                    f"{names} {'is' if len(missing) == 1 else 'are'} required with an access token: set {variables} "
+                    f"in the environment or .env, or {names} in config.yaml."
+                )
             )
         if not whatsapp.app_secret and not whatsapp.allow_unsigned:
             problems.append(
-                "whatsapp.app_secret is required with an access token, so that only Meta can post webhooks: "
-                f"{how_to_set('whatsapp', 'app_secret')} (App settings > Basic > App secret), or set "
-                "whatsapp.allow_unsigned to true to accept unsigned webhooks, which lets anyone post messages."
+                Problem(
+                    "whatsapp.app_secret is required with an access token, so that only Meta can post webhooks: "
+                    f"{how_to_set('whatsapp', 'app_secret')} (App settings > Basic > App secret), or set "
+                    "whatsapp.allow_unsigned to true to accept unsigned webhooks, which lets anyone post messages."
+                )
             )
     elif settings.mode == "sandbox":
         problems += _sandbox_problems(settings)
     number_id = whatsapp.phone_number_id
     if number_id and not (number_id.isascii() and number_id.isdigit()):
         problems.append(
-            f"whatsapp.phone_number_id is {number_id[:20]!r}, which looks like a phone number: it must be the "
-            "number's id shown under WhatsApp > API Setup > Phone number ID (digits only, like 106540352242922): "
-            f"{how_to_set('whatsapp', 'phone_number_id')}."
+            Problem(
+                f"whatsapp.phone_number_id is {number_id[:20]!r}, which looks like a phone number: it must be the "
+                "number's id shown under WhatsApp > API Setup > Phone number ID (digits only, like 106540352242922): "
+                f"{how_to_set('whatsapp', 'phone_number_id')}.",
+                "whatsapp.phone_number_id",
+            )
         )
     if settings.log.format not in LOG_FORMATS:
         problems.append(
-            f"log.format must be text or json, not {settings.log.format[:40]!r}: {how_to_set('log', 'format')}."
+            Problem(
+                f"log.format must be text or json, not {settings.log.format[:40]!r}: {how_to_set('log', 'format')}.",
+                "log.format",
+            )
         )
     if not whatsapp.graph_url.startswith(("http://", "https://")):
         problems.append(
-            f"whatsapp.graph_url must start with http:// or https://: {how_to_set('whatsapp', 'graph_url')}."
+            Problem(
+                f"whatsapp.graph_url must start with http:// or https://: {how_to_set('whatsapp', 'graph_url')}.",
+                "whatsapp.graph_url",
+            )
         )
     if not settings.store.url.startswith(("sqlite:///", "redis://", "rediss://")):
         problems.append(
-            f"store.url must look like sqlite:///path.db or redis://host:6379/0: {how_to_set('store', 'url')}."
+            Problem(
+                f"store.url must look like sqlite:///path.db or redis://host:6379/0: {how_to_set('store', 'url')}.",
+                "store.url",
+            )
         )
     return problems
 
 
-def _sandbox_problems(settings: Settings) -> list[str]:
+def _sandbox_problems(settings: Settings) -> list[Problem]:
     """Sandbox mode only when nothing live is configured, and never on a store a live instance may share.
 
     ``OPENAI_API_KEY``/``OPENAI_BASE_URL`` are allowed: the model is the developer's own, the sandbox answers only
@@ -341,14 +439,18 @@ def _sandbox_problems(settings: Settings) -> list[str]:
     if live:
         names = " and ".join(live)
         problems.append(
-            f"{names} {'is' if len(live) == 1 else 'are'} set but {env_name('whatsapp', 'access_token')} is not "
-            "(missing, empty or misspelt): set the access token to go live, or remove the live settings to run "
-            "the local sandbox."
+            Problem(
+                f"{names} {'is' if len(live) == 1 else 'are'} set but {env_name('whatsapp', 'access_token')} is not "
+                "(missing, empty or misspelt): set the access token to go live, or remove the live settings to run "
+                "the local sandbox."
+            )
         )
     if settings.store.url.startswith(("redis://", "rediss://")):
         problems.append(
-            f"The sandbox (no {env_name('whatsapp', 'access_token')}) never runs on a Redis store, which a live "
-            f"instance may share: set the access token to go live, or unset {env_name('store', 'url')} and "
-            "REDIS_URL to keep the sandbox in its local SQLite file."
+            Problem(
+                f"The sandbox (no {env_name('whatsapp', 'access_token')}) never runs on a Redis store, which a live "
+                f"instance may share: set the access token to go live, or unset {env_name('store', 'url')} and "
+                "REDIS_URL to keep the sandbox in its local SQLite file."
+            )
         )
     return problems
