@@ -17,6 +17,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import texts
 from .errors import UnreadableDocument
 
 log = logging.getLogger("whatsapp.documents")
@@ -25,6 +26,8 @@ TEXT_TYPES = ("text/", "application/json", "application/csv", "application/x-ndj
 TEXT_SUFFIXES = (".txt", ".csv", ".json", ".md", ".markdown", ".tsv", ".log", ".xml", ".yaml", ".yml")
 READER = Path(__file__).with_name("pdf_reader.py")
 CONCURRENT_READERS = 2
+#: What the customer is told for each problem ``pdf_reader.py`` reports.
+_PDF_PROBLEMS = {"encrypted": texts.PDF_ENCRYPTED, "damaged": texts.PDF_DAMAGED, "too complex": texts.PDF_TOO_COMPLEX}
 _readers = threading.BoundedSemaphore(CONCURRENT_READERS)
 
 
@@ -55,7 +58,7 @@ def read_text(data: bytes, mime_type: str | None, filename: str | None, budget: 
         return _pdf_text(data, budget)
     if _is_text(mime, name):
         return data[: (budget.chars + 1) * 4].decode("utf-8", errors="replace")[: budget.chars + 1]
-    raise UnreadableDocument("I can only read PDFs and plain text files such as .txt, .csv, .json or .md")
+    raise UnreadableDocument(texts.DOCUMENT_FORMAT_NOT_READ)
 
 
 def _is_text(mime: str, name: str) -> bool:
@@ -70,22 +73,22 @@ def _pdf_text(data: bytes, budget: Budget) -> str:
             child = subprocess.run(command, input=data, capture_output=True, timeout=budget.wall_seconds, check=False)
         except subprocess.TimeoutExpired:
             log.warning("PDF of %d bytes: not read within %gs", len(data), budget.wall_seconds)
-            raise UnreadableDocument("the PDF takes too long to read") from None
+            raise UnreadableDocument(texts.PDF_TOO_SLOW) from None
     try:
         result = json.loads(child.stdout) if child.returncode == 0 else {}
     except ValueError:
         result = {}
     if "unreadable" in result:
         log.info("PDF of %d bytes: unreadable: %s", len(data), result["unreadable"])
-        raise UnreadableDocument(result["unreadable"])
+        raise UnreadableDocument(_PDF_PROBLEMS.get(result["unreadable"], texts.PDF_TOO_COMPLEX))
     if "text" not in result:
         why = f"killed by signal {-child.returncode}" if child.returncode < 0 else f"exit code {child.returncode}"
         last = child.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
         log.warning("PDF of %d bytes: the reader stopped (%s): %s", len(data), why, last[0][:200])
-        raise UnreadableDocument("the PDF is too complex for me to read")
+        raise UnreadableDocument(texts.PDF_TOO_COMPLEX)
     text = result["text"]
     if result["read"] < result["pages"]:
         text += f"\n\n[Only the first {result['read']} of {result['pages']} pages were read.]"
     if not text.strip():
-        raise UnreadableDocument("the PDF has no text I can read (it may be scanned images)")
+        raise UnreadableDocument(texts.PDF_WITHOUT_TEXT)
     return text

@@ -32,17 +32,10 @@ from .privacy import clean, mask, tag
 from .questions import MEDIA_URL_PREFIX, Note, Notice, Question, QuestionBuilder, Transcriber, expects_answer
 from .replies import RichReply, Text
 from .store import Job, Part, Reply, Store
+from .texts import APOLOGY, HELP, RATE_LIMITED, RESET_DONE
 from .typing_indicator import Typing
 
 log = logging.getLogger("whatsapp.handler")
-
-APOLOGY = "Sorry, something went wrong on our side and I could not answer that. Please try again in a moment."
-RESET_DONE = "Done: I have forgotten our conversation. What can I do for you?"
-HELP = (
-    "I'm an assistant on WhatsApp. Send me a question as text, a voice note, a photo or a document "
-    "(PDF or text) and I'll answer here.\n\n/reset starts our conversation over.\n/help shows this message."
-)
-RATE_LIMITED = "You are sending messages faster than I can answer. Please wait a minute before sending more."
 
 # Reply slots: each reply a job sends has a slot, so a resumed job finds what it already sent. The built-in replies
 # have fixed slots; other calls to _send_message (from a subclass) take the next free one, in call order.

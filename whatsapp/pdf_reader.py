@@ -7,7 +7,8 @@ and it reads at most so many pages and characters. Whatever goes wrong stays in 
 
 Usage: ``python -I pdf_reader.py <cpu seconds> <memory bytes> <max pages> <max characters>``, the PDF on stdin.
 Prints one JSON object: ``{"text": ..., "pages": <pages in the document>, "read": <pages read>}`` or
-``{"unreadable": <why, for the customer>}``. Any other end (killed by the CPU limit, out of memory) is unreadable too.
+``{"unreadable": "encrypted" | "damaged" | "too complex"}`` (``documents.py`` tells the customer, in the words of
+``texts.py``). Any other end (killed by the CPU limit, out of memory) is unreadable too.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ def main(argv: list[str]) -> int:
     try:
         result = read(data, max_pages, max_chars)
     except MemoryError:
-        result = {"unreadable": "the PDF is too complex for me to read"}
+        result = {"unreadable": "too complex"}
     sys.stdout.write(json.dumps(result))
     return 0
 
@@ -38,7 +39,7 @@ def read(data: bytes, max_pages: int, max_chars: int) -> dict:
     try:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted:
-            return {"unreadable": "the PDF is password-protected, so I cannot open it"}
+            return {"unreadable": "encrypted"}
         total = len(reader.pages)
         pages: list[str] = []
         size = 0
@@ -49,7 +50,7 @@ def read(data: bytes, max_pages: int, max_chars: int) -> dict:
             if size > max_chars:
                 break
     except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, IndexError, RecursionError, OverflowError):
-        return {"unreadable": "the PDF seems damaged, so I cannot read it"}
+        return {"unreadable": "damaged"}
     text = "\n\n".join(f"[page {n}]\n{page}" for n, page in enumerate(pages, 1) if page)
     return {"text": text[: max_chars + 1], "pages": total, "read": len(pages)}
 

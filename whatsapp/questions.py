@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import metrics
+from . import metrics, texts
 from .client import GraphAPIError, GraphClient, MediaTooLarge
 from .config import Settings
 from .documents import Budget, UnreadableDocument, read_text, readable
@@ -45,8 +45,6 @@ from .store import Store
 log = logging.getLogger("whatsapp.questions")
 
 MEDIA_URL_PREFIX = "media:"
-UNSUPPORTED = "Sorry, I can't read this kind of message yet. Please send text, a photo, a voice note or a document."
-VIDEO_NOT_WATCHED = "I can't watch videos, so I went by your caption."
 
 Transcriber = Callable[[bytes, str, str], str]  # (audio bytes, file name, MIME type) -> transcript
 
@@ -101,8 +99,8 @@ class QuestionBuilder:
                 return self._document(message)
             case Video():
                 if message.caption:
-                    return Question(self._capped(message.caption), prefix=VIDEO_NOT_WATCHED)
-                return Notice("Sorry, I can't watch videos. Could you tell me in words what you need?")
+                    return Question(self._capped(message.caption), prefix=texts.VIDEO_NOT_WATCHED)
+                return Notice(texts.VIDEO_WITHOUT_CAPTION)
             case Location():
                 place = ", ".join(part for part in (message.name, message.address) if part)
                 where = f"{place} " if place else ""
@@ -132,7 +130,7 @@ class QuestionBuilder:
                     else message.text or ""
                 )
             case Sticker():
-                return Notice("😊")
+                return Notice(texts.STICKER)
             case Reaction():
                 if not message.emoji:
                     return None
@@ -141,7 +139,7 @@ class QuestionBuilder:
                 return None
             case Unsupported() | Unknown():
                 log.info("message %s: unsupported type %r", tag(message.id), message.type)
-                return Notice(UNSUPPORTED)
+                return Notice(texts.UNSUPPORTED)
             case _:
                 return self.text(message.text or "")
 
@@ -162,7 +160,7 @@ class QuestionBuilder:
         if size is None or size <= cap:
             return None
         log.info("message %s: %s of %d bytes is over api.max_file_size (%d)", tag(message.id), kind, size, cap)
-        return Notice(f"Sorry, that {kind} is {readable_size(size)}; I can only take files up to {readable_size(cap)}.")
+        return Notice(texts.too_large(kind, readable_size(size), readable_size(cap)))
 
     def _download(self, message: Media, kind: str) -> bytes | Notice:
         """Look the media up, check its declared size, then download it through a size-capped stream."""
@@ -173,12 +171,12 @@ class QuestionBuilder:
                 return notice
             return self.client.download_media(info.url, self.settings.api.max_file_size)
         except MediaTooLarge as error:
-            return self._too_large(message, error.size, kind) or Notice(UNSUPPORTED)
+            return self._too_large(message, error.size, kind) or Notice(texts.UNSUPPORTED)
         except GraphAPIError as error:
             if error.retryable:
                 raise  # the worker tries again later
             log.warning("message %s: could not download the %s: %s", tag(message.id), kind, error)
-            return Notice(f"Sorry, I couldn't download that {kind}. Could you send it again?")
+            return Notice(texts.not_downloaded(kind))
 
     def _image(self, message: Image) -> Question | Notice:
         data = self._download(message, "image")
@@ -198,14 +196,14 @@ class QuestionBuilder:
         mime_type = message.mime_type or "audio/ogg"
         transcript = self.transcribe(data, _audio_filename(mime_type), mime_type).strip()
         if not transcript:
-            return Notice("Sorry, I couldn't make out any words in that recording. Could you type it?")
+            return Notice(texts.NO_WORDS_HEARD)
         kind = "voice note" if message.voice else "audio message"
         return Question(self._capped(f"[Transcript of the customer's {kind}]\n{transcript}"))
 
     def _document(self, message: Document) -> Question | Notice:
-        name = message.filename or "your document"
+        name = message.filename or texts.YOUR_DOCUMENT
         if not readable(message.mime_type, message.filename):
-            return self._unread_document(message, name, "I can only read PDFs and plain text files")
+            return self._unread_document(message, name, texts.DOCUMENT_TYPE_NOT_READ)
         data = self._download(message, "document")
         if isinstance(data, Notice):
             return data
@@ -223,7 +221,7 @@ class QuestionBuilder:
     def _unread_document(self, message: Document, name: str, why: str) -> Question | Notice:
         """The customer is told why at once; a caption is still answered, with that notice before the answer."""
         metrics.DOCUMENTS_UNREADABLE.inc()
-        sorry = f"Sorry, I can't read {name}: {why}."
+        sorry = texts.document_not_read(name, why)
         caption = (message.caption or "").strip()
         if not caption:
             return Notice(sorry)
