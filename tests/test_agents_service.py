@@ -123,6 +123,10 @@ def test_reset_clears_the_history_and_says_so(service, fakes):
     send_and_wait(service, graph, wh.text_message("What is my name?"), 3)
     assert [m["role"] for m in model.chat_requests()[-1]["messages"]] == ["system", "user"]
     assert len(model.chat_requests()) == 2  # /reset itself never reached the model
+    # only a text is a command: a tap on a button titled "reset" is for the agent, and the history stays
+    send_and_wait(service, graph, wh.button_reply("reset", "reset"), 4)
+    assert last_user_text(model.chat_requests()[-1]) == '[The customer tapped the button "reset" (id: reset)]'
+    assert [m["role"] for m in model.chat_requests()[-1]["messages"]] == ["system", "user", "assistant", "user"]
 
 
 def test_turn_cost_stays_flat_as_the_conversation_grows(start_service, fakes):
