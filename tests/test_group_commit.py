@@ -51,7 +51,7 @@ def test_writes_made_at_once_are_all_recorded_and_a_bad_one_fails_alone(tmp_path
     assert outcomes == [[True]] * 40
     reopened = SQLiteStore(tmp_path / "store.db")  # on disk, seen by another connection
     assert all(reopened.get(message_id) is not None for message_id in ids)
-    assert reopened.stats()["messages"]["received"] == 40
+    assert reopened.stats().counts["received"] == 40
 
 
 def test_claims_made_at_once_never_give_one_customer_two_claims(tmp_path):

@@ -114,10 +114,10 @@ def test_kill_9_of_an_instance_mid_job_is_answered_once_by_the_other(instance, f
     b.wait_until_idle()  # the message is finished and nothing is open: nothing more can be sent
     assert len(graph.sent_texts()) == 1
     store = RedisStore(redis_server.url)
-    row = store.get(message["id"])
+    stored = store.get(message["id"])
     store.close()
-    assert (row["state"], row["attempts"]) == ("done", 2)
-    assert [r.wamid is not None for r in row["replies"]] == [True]
+    assert (stored.state, stored.attempts) == ("done", 2)
+    assert [r.wamid is not None for r in stored.replies] == [True]
     assert answered_in < float(LEASE) + 6, f"answered {answered_in:.1f}s after the kill"
     print(f"{where}: answered {answered_in:.1f}s after kill -9 (lease {LEASE}s)")
 

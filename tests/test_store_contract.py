@@ -8,6 +8,7 @@ abandoned claim comes back, and what is kept (history, finished messages) stays 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import itertools
 import os
 import threading
@@ -20,9 +21,22 @@ import redis
 
 from tests.redis_server import RedisServer
 from whatsapp.privacy import tag
-from whatsapp.store import Delivery, InboxEntry, Part, Store, StoreUnavailable, open_store
+from whatsapp.store import (
+    HISTORY_KEEP,
+    Delivery,
+    InboxEntry,
+    Job,
+    Part,
+    Reply,
+    State,
+    Stats,
+    Store,
+    StoredMessage,
+    StoreUnavailable,
+    open_store,
+)
 from whatsapp.store.redis import RedisStore
-from whatsapp.store.sqlite import HISTORY_KEEP, SQLiteStore
+from whatsapp.store.sqlite import SQLiteStore
 
 LONG = 60.0  # a lease that does not expire during a test
 
@@ -70,9 +84,9 @@ def test_a_duplicate_delivery_is_recorded_once(store):
     assert store.record([entry("wamid.1")]) == [True]
     assert store.record([entry("wamid.1")]) == [False]
     assert store.record([entry("wamid.2"), entry("wamid.2"), entry("wamid.1")]) == [True, False, False]
-    assert store.stats()["messages"]["received"] == 2
+    assert store.stats().counts["received"] == 2
     recorded = store.get("wamid.1")
-    assert recorded["state"] == "received" and recorded["payload"]["message"]["id"] == "wamid.1"
+    assert recorded.state == "received" and recorded.payload["message"]["id"] == "wamid.1"
     assert store.get("wamid.unknown") is None
 
 
@@ -174,7 +188,7 @@ def test_a_customer_has_at_most_one_claimed_message_while_others_go_ahead(store)
     second = store.claim("worker:1:1", LONG)
     assert (first.id, second.id) == ("wamid.a1", "wamid.b1")
     assert store.claim("worker:1:2", LONG) is None  # a2 waits for a1
-    assert store.stats()["messages"]["claimed"] == 2
+    assert store.stats().counts["claimed"] == 2
     assert store.finish("wamid.a1", "worker:1:0", "done")
     assert store.claim("worker:1:2", LONG).id == "wamid.a2"
 
@@ -209,7 +223,7 @@ def test_a_claim_carries_the_message_and_counts_the_attempt(store):
     assert job.received_at == 1_700_000_010.5
     assert job.payload["message"] == {"id": "wamid.1", "from": "15550009", "type": "text"}
     assert (job.state, job.holder, job.attempts, job.answer, job.reason) == ("claimed", "host:42:3", 1, None, None)
-    assert store.get("wamid.1")["holder"] == "host:42:3"
+    assert store.get("wamid.1").holder == "host:42:3"
 
 
 def test_an_expired_lease_is_reclaimed_by_another_holder(store):
@@ -241,7 +255,7 @@ def test_a_late_renew_cannot_give_a_customer_two_live_claims(store):
     store.record([entry("wamid.first", ts=1_700_000_100)])  # ...and an older message of the customer arrived
     assert store.claim("worker:2:0", LONG).id == "wamid.first"
     assert store.renew("slow:1:0", ["wamid.second"], LONG) == set()
-    assert store.get("wamid.second")["holder"] is None
+    assert store.get("wamid.second").holder is None
     assert store.claim("worker:3:0", LONG) is None  # still one claim for the customer
     assert store.finish("wamid.first", "worker:2:0", "done")
     assert store.claim("worker:3:0", LONG).id == "wamid.second"
@@ -253,7 +267,7 @@ def test_release_makes_a_message_claimable_at_once_and_can_refund_the_attempt(st
     store.release("wamid.1", "somebody:else:0")  # not the holder: nothing happens
     assert store.claim("worker:2:0", LONG) is None
     store.release("wamid.1", "worker:1:0", refund_attempt=True)
-    assert store.get("wamid.1")["state"] == "received"
+    assert store.get("wamid.1").state == "received"
     job = store.claim("worker:2:0", LONG)
     assert job.attempts == 1  # the refunded attempt does not count
     store.release("wamid.1", "worker:2:0")
@@ -264,7 +278,7 @@ def test_retry_later_keeps_the_customer_waiting_for_the_delay_but_not_others(sto
     store.record([entry("wamid.a1", ts=1), entry("wamid.a2", ts=2), entry("wamid.b1", sender="15550002", ts=3)])
     store.claim("worker:1:0", LONG)
     store.retry_later("wamid.a1", "worker:1:0", "TimeoutError: slow model", 0.6)
-    assert store.get("wamid.a1")["reason"] == "TimeoutError: slow model"
+    assert store.get("wamid.a1").reason == "TimeoutError: slow model"
     assert store.claim("worker:1:0", LONG).id == "wamid.b1"  # a2 may not overtake a1
     assert store.claim("worker:1:1", LONG) is None
     time.sleep(0.8)
@@ -286,7 +300,7 @@ def test_release_holders_frees_the_claims_of_dead_holders_only(store):
     assert sorted(asked) == ["alive:2:0", "dead:1:0"]
     job = store.claim("alive:2:1", LONG)
     assert (job.id, job.attempts) == ("wamid.a", 2)
-    assert store.get("wamid.b")["holder"] == "alive:2:0"
+    assert store.get("wamid.b").holder == "alive:2:0"
     assert store.release_holders(lambda holder: False) == []
 
 
@@ -298,13 +312,13 @@ def test_a_saved_answer_survives_a_release_and_extends_the_history(store):
     store.claim("worker:1:0", LONG)
     turns = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
     store.save_answer("wamid.1", "worker:1:0", "15550001", "hello", turns)
-    assert store.get("wamid.1")["state"] == "answered"
+    assert store.get("wamid.1").state == "answered"
     assert store.history("15550001") == turns
     assert store.history("15550002") == []
     store.release("wamid.1", "worker:1:0")
     job = store.claim("worker:2:0", LONG)
     assert (job.state, job.answer) == ("answered", "hello")  # the next attempt does not ask the model again
-    assert store.stats()["messages"]["answered"] == 1
+    assert store.stats().counts["answered"] == 1
 
 
 def test_history_keeps_only_the_newest_history_keep_turns(store):
@@ -325,7 +339,7 @@ def test_a_holder_that_lost_its_claim_cannot_save_an_answer(store):
     time.sleep(0.5)
     store.claim("worker:2:0", LONG)
     store.save_answer("wamid.1", "slow:1:0", "15550001", "stale", [{"role": "user", "content": "q"}], {"agent": "x"})
-    assert store.get("wamid.1")["answer"] is None
+    assert store.get("wamid.1").answer is None
     assert store.history("15550001") == []  # the new holder's turns will be the only ones
     assert store.session("15550001") == {}
 
@@ -352,7 +366,7 @@ def test_a_second_plan_of_the_same_slot_returns_the_first_plan_with_what_was_sen
     again = store.plan_replies("wamid.1", 1, "15550001", "wamid.1", ["a different answer"])
     assert [(r.body, r.wamid) for r in again] == [("part one", "wamid.out.1"), ("part two", None)]
     store.plan_replies("wamid.1", 0, "15550001", None, ["Got it"])
-    replies = store.get("wamid.1")["replies"]
+    replies = store.get("wamid.1").replies
     assert [(r.slot, r.part, r.recipient, r.body) for r in replies] == [
         (0, 0, "15550001", "Got it"),
         (1, 0, "15550001", "part one"),
@@ -382,7 +396,7 @@ def test_a_rich_reply_part_keeps_its_message_object_through_a_resume(store):
         ("wamid.out.1", "US.13491208655302741918", plan[0].payload()),
         (None, "US.13491208655302741918", buttons),
     ]
-    assert [r.message for r in store.get("wamid.1")["replies"]] == [None, buttons]
+    assert [r.message for r in store.get("wamid.1").replies] == [None, buttons]
 
 
 def test_an_sqlite_store_made_before_rich_replies_gains_the_message_column(tmp_path):
@@ -413,9 +427,21 @@ def test_finish_by_a_holder_that_does_not_hold_the_message_returns_false(store):
     assert store.finish("wamid.1", "worker:1:0", "failed", "ValueError: no") is True
     assert store.finish("wamid.1", "worker:1:0", "done") is False  # finished already
     finished = store.get("wamid.1")
-    assert (finished["state"], finished["reason"], finished["holder"]) == ("failed", "ValueError: no", None)
+    assert (finished.state, finished.reason, finished.holder) == ("failed", "ValueError: no", None)
     with pytest.raises(ValueError):
         store.finish("wamid.1", "worker:1:0", "answered")
+
+
+def test_finish_takes_done_or_failed_only_and_refuses_the_rest_without_a_change(store):
+    store.record([entry("wamid.1")])
+    job = store.claim("worker:1:0", LONG)
+    for state in (State.ANSWERED, "received", "claimed", "finished", ""):
+        with pytest.raises(ValueError, match="finish\\(\\) takes 'done' or 'failed'"):
+            store.finish(job.id, job.holder, state)
+    held = store.get(job.id)
+    assert (held.state, held.holder) == (State.CLAIMED, job.holder)
+    assert store.finish(job.id, job.holder, State.DONE)
+    assert store.get(job.id).state is State.DONE
 
 
 def test_requeue_puts_a_finished_message_back_with_a_fresh_budget(store):
@@ -426,8 +452,8 @@ def test_requeue_puts_a_finished_message_back_with_a_fresh_budget(store):
     store.finish("wamid.1", "worker:1:0", "failed", "boom")
     assert store.requeue("wamid.1") is True
     again = store.get("wamid.1")
-    assert (again["state"], again["attempts"], again["reason"], again["replies"]) == ("received", 0, None, [])
-    assert store.stats()["messages"]["failed"] == 0
+    assert (again.state, again.attempts, again.reason, again.replies) == ("received", 0, None, ())
+    assert store.stats().counts["failed"] == 0
     job = store.claim("worker:2:0", LONG)
     assert (job.id, job.attempts) == ("wamid.1", 1)
     assert store.requeue("wamid.unknown") is False
@@ -456,8 +482,68 @@ def test_one_seconds_messages_of_one_sender_count_in_arrival_order(store):
     assert store.rate_position("wamid.other", 60) == 1
 
 
+def test_get_describes_a_message_in_each_state_with_typed_fields(store):
+    before = time.time()
+    store.record(
+        [
+            entry("wamid.1", sender="15550009", ts=1_700_000_009, received_at=1_700_000_010.5),
+            entry("wamid.2", sender="15550002", ts=1_700_000_050),
+            entry("wamid.3", sender="15550003", ts=1_700_000_100),
+        ]
+    )
+    received = store.get("wamid.1")
+    assert isinstance(received, StoredMessage) and received.state is State.RECEIVED
+    assert (received.id, received.sender, received.timestamp) == ("wamid.1", "15550009", 1_700_000_009)
+    assert received.received_at == 1_700_000_010.5
+    assert received.payload == entry("wamid.1", sender="15550009").payload
+    assert (received.holder, received.attempts, received.answer, received.reason) == (None, 0, None, None)
+    assert (received.lease_until, received.not_before, received.replies) == (0.0, 0.0, ())
+    assert before - 1 <= received.updated_at <= time.time() + 1
+    assert received.seq < store.get("wamid.2").seq < store.get("wamid.3").seq  # arrival order
+
+    job = store.claim("host:42:3", LONG)
+    assert isinstance(job, Job) and (job.id, job.state) == ("wamid.1", State.CLAIMED) and job.state is State.CLAIMED
+    claimed = store.get("wamid.1")
+    assert [getattr(claimed, f.name) for f in dataclasses.fields(Job)] == list(dataclasses.astuple(job))
+    assert (claimed.holder, claimed.attempts, claimed.seq) == ("host:42:3", 1, received.seq)
+    assert time.time() + LONG - 10 < claimed.lease_until <= time.time() + LONG + 1
+
+    store.save_answer(job.id, job.holder, job.sender, "two parts", [{"role": "user", "content": "q"}])
+    store.plan_replies(job.id, 1, job.sender, job.id, ["part 1", Part("[Small]", {"type": "interactive"})])
+    store.plan_replies(job.id, 0, job.sender, None, ["Got it"])
+    store.mark_sent(job.id, 1, 0, "wamid.out.1")
+    answered = store.get("wamid.1")
+    assert (answered.state, answered.holder, answered.answer) == (State.ANSWERED, job.holder, "two parts")
+    assert answered.replies == (
+        Reply("wamid.1", 0, 0, "15550009", None, "Got it", None),
+        Reply("wamid.1", 1, 0, "15550009", "wamid.1", "part 1", "wamid.out.1"),
+        Reply("wamid.1", 1, 1, "15550009", "wamid.1", "[Small]", None, {"type": "interactive"}),
+    )
+    assert store.finish(job.id, job.holder, State.DONE)
+    done = store.get("wamid.1")
+    assert (done.state, done.holder, done.lease_until, done.attempts) == (State.DONE, None, 0.0, 1)
+    assert (done.answer, done.reason, done.replies) == ("two parts", None, answered.replies)
+    assert answered.updated_at <= done.updated_at <= time.time() + 1
+
+    failing = store.claim("worker:2:0", LONG)
+    assert failing.id == "wamid.2" and store.finish(failing.id, failing.holder, State.FAILED, "GraphAPIError: 131047")
+    failed = store.get("wamid.2")
+    assert (failed.state, failed.holder, failed.attempts) == (State.FAILED, None, 1)
+    assert (failed.answer, failed.reason, failed.replies) == (None, "GraphAPIError: 131047", ())
+
+    retried = store.claim("worker:3:0", LONG)
+    assert retried.id == "wamid.3"
+    store.retry_later(retried.id, retried.holder, "TimeoutError: slow model", 30)
+    waiting = store.get("wamid.3")
+    assert (waiting.state, waiting.holder, waiting.lease_until, waiting.attempts) == (State.RECEIVED, None, 0.0, 1)
+    assert waiting.reason == "TimeoutError: slow model"
+    assert time.time() + 20 < waiting.not_before <= time.time() + 31
+
+
 def test_stats_counts_messages_by_state_and_the_oldest_open_age(store):
-    assert store.stats() == {
+    empty = store.stats()
+    assert empty == Stats(dict.fromkeys(State, 0), 0.0) and empty.open == 0
+    assert empty.as_dict() == {  # what /healthz shows
         "messages": {"received": 0, "claimed": 0, "answered": 0, "done": 0, "failed": 0},
         "oldest_open_age_seconds": 0.0,
     }
@@ -470,8 +556,14 @@ def test_stats_counts_messages_by_state_and_the_oldest_open_age(store):
         elif outcome == "answered":
             store.save_answer(job.id, job.holder, job.sender, "ok", [])
     stats = store.stats()
-    assert stats["messages"] == {"received": 1, "claimed": 1, "answered": 1, "done": 1, "failed": 1}
-    assert 8 <= stats["oldest_open_age_seconds"] < 12  # wamid.2, received 8 seconds ago
+    assert list(stats.counts) == list(State)  # every state, in the order of the life of a message
+    assert stats.counts == {"received": 1, "claimed": 1, "answered": 1, "done": 1, "failed": 1}
+    assert stats.open == 3
+    assert 8 <= stats.oldest_open_age_seconds < 12  # wamid.2, received 8 seconds ago
+    assert stats.as_dict() == {
+        "messages": {"received": 1, "claimed": 1, "answered": 1, "done": 1, "failed": 1},
+        "oldest_open_age_seconds": stats.oldest_open_age_seconds,
+    }
 
 
 def test_prune_deletes_only_finished_messages_older_than_the_cutoff(store):
@@ -484,8 +576,8 @@ def test_prune_deletes_only_finished_messages_older_than_the_cutoff(store):
     assert store.get("wamid.done") is not None
     assert store.prune(time.time() + 1) == 2
     assert store.get("wamid.done") is None and store.get("wamid.failed") is None
-    assert store.get("wamid.open")["state"] == "received"  # open messages are never pruned
-    assert store.stats()["messages"] == {"received": 1, "claimed": 0, "answered": 0, "done": 0, "failed": 0}
+    assert store.get("wamid.open").state == "received"  # open messages are never pruned
+    assert store.stats().counts == {"received": 1, "claimed": 0, "answered": 0, "done": 0, "failed": 0}
     assert store.record([entry("wamid.done")]) == [True]  # past retention an id is forgotten
 
 
@@ -670,7 +762,7 @@ def test_redis_unavailable_raises_store_unavailable_and_recovers_by_itself():
         server.start()
         assert opened.record([entry("wamid.after")]) == [True]  # the same store, no restart
         assert opened.record([entry("wamid.before")]) == [False]  # what was recorded before is still there
-        assert opened.stats()["messages"]["received"] == 2
+        assert opened.stats().counts["received"] == 2
         opened.close()
 
 

@@ -13,6 +13,8 @@ from contextvars import ContextVar
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from .store import State
+
 
 @dataclass
 class Attempt:
@@ -20,7 +22,7 @@ class Attempt:
     holder: str  # host:pid:thread, as in the claim
     claimed_at: float  # unix seconds
     since_received: float = 0.0  # seconds from the webhook receiving the message to this claim
-    state: str = "claimed"  # the message's state as this attempt leaves it: claimed, answered, done, failed, received
+    state: State = State.CLAIMED  # the message's state as this attempt leaves it (received again on a retry)
     agent: str | None = None  # the agent that answered, when the model was asked
     model_seconds: float | None = None
     sends: int = 0  # reply parts Graph accepted in this attempt
@@ -59,7 +61,7 @@ class Attempt:
         return asdict(self)
 
 
-_STATE_AFTER = {"done": "done", "failed": "failed", "retry": "received"}
+_STATE_AFTER = {"done": State.DONE, "failed": State.FAILED, "retry": State.RECEIVED}
 
 #: The attempt the current worker thread is running (None outside a job).
 current_attempt: ContextVar[Attempt | None] = ContextVar("current_attempt", default=None)

@@ -20,7 +20,7 @@ from .config import Settings, how_to_set
 from .extension import WhatsAppService, current_service
 from .privacy import mask_secret, mask_url
 from .replies import ReplyError, Template
-from .store import Store, StoreUnavailable
+from .store import FINISHED_STATES, Store, StoreUnavailable
 from .story import failed, show
 
 if TYPE_CHECKING:  # the service module imports this one
@@ -135,7 +135,7 @@ def _webhook_check(settings: Settings) -> Check:
 def _store_check(service: WhatsAppService) -> Check:
     url = mask_url(service.settings.store.url)
     try:
-        counts = service.store.stats()["messages"]
+        counts = service.store.stats().counts
     except StoreUnavailable as error:
         return Check(False, f"store {url} is not reachable: {error}", how_to_set("store", "url"))
     summary = ", ".join(f"{n} {state}" for state, n in counts.items() if n) or "empty"
@@ -225,12 +225,12 @@ def replay(message_id: str) -> None:
     MESSAGE_ID is the WhatsApp message id, or the tag the logs show for it (m-0123456789)."""
     store = current_service().store
     message_id = store.resolve(message_id)
-    row = store.get(message_id)
-    if row is None:
+    stored = store.get(message_id)
+    if stored is None:
         raise click.ClickException(f"no message {message_id} in the store")
     if not store.requeue(message_id):
-        raise click.ClickException(f"message {message_id} is {row['state']}: only done or failed ones can be replayed")
-    click.echo(f"message {message_id} was {row['state']}; it is received again and the next free worker answers it")
+        raise click.ClickException(f"message {message_id} is {stored.state}: only done or failed ones can be replayed")
+    click.echo(f"message {message_id} was {stored.state}; it is received again and the next free worker answers it")
 
 
 CHAT_TIMEOUT = 180.0  # seconds to wait for one answer, retries included
@@ -302,8 +302,8 @@ def _print_replies(store: Store, records: Records, number: str, message_id: str,
     """Print what was sent to ``number`` once ``message_id`` is done or failed; returns the new cursor."""
     deadline = time.monotonic() + CHAT_TIMEOUT
     while time.monotonic() < deadline:
-        row = store.get(message_id)
-        if row and row["state"] in ("done", "failed"):
+        stored = store.get(message_id)
+        if stored and stored.state in FINISHED_STATES:
             break
         time.sleep(0.05)
     else:

@@ -31,7 +31,7 @@ from .messages import Text as InboundText
 from .privacy import clean, mask, tag
 from .questions import MEDIA_URL_PREFIX, Note, Notice, Question, QuestionBuilder, Transcriber, expects_answer
 from .replies import RichReply, Text
-from .store import Job, Part, Reply, Store
+from .store import Job, Part, Reply, State, Store
 from .texts import APOLOGY, HELP, RATE_LIMITED, RESET_DONE
 from .typing_indicator import Typing
 
@@ -303,7 +303,7 @@ class AgentWhatsAppRequestHandler:
         session = {**session, "agent": last_agent, "entry": self.settings.whatsapp.agent, **customer_ids(message)}
         self.store.save_answer(job.id, job.holder, job.sender, answer, turns, session=session)
         if attempt := current_attempt.get():
-            attempt.state = "answered"
+            attempt.state = State.ANSWERED
         return answer
 
     def _agent_for(self, job: Job, session: dict) -> Agent:

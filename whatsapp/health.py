@@ -13,7 +13,7 @@ from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from .extension import current_service
-from .store import OPEN_STATES, StoreUnavailable
+from .store import StoreUnavailable
 
 bp = Blueprint("health", __name__)
 
@@ -28,7 +28,7 @@ def healthz() -> ResponseReturnValue:
         stats = service.store.stats()
     except StoreUnavailable:
         stats = None
-    queue = sum(stats["messages"].get(state, 0) for state in OPEN_STATES) if stats else None
+    queue = stats.open if stats else None
     if not _authorised(settings.api.health_token):
         if stats is None:
             return jsonify({"status": "degraded"}), 503
@@ -47,7 +47,7 @@ def healthz() -> ResponseReturnValue:
         body["store"]["reachable"] = False
         return jsonify(body), 503
     body["queue"] = queue
-    body["store"].update(stats)
+    body["store"].update(stats.as_dict())
     return jsonify(body)
 
 

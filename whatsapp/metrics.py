@@ -35,7 +35,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 from .extension import current_service
-from .store import Store, StoreUnavailable
+from .store import State, Store, StoreUnavailable
 
 MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -106,25 +106,25 @@ class StoreState:
             return
         up.add_metric([], 1)
         yield up
-        counts = stats["messages"]
+        counts = stats.counts
         by_state = GaugeMetricFamily(
             "whatsapp_messages", "Messages in the store by state (finished ones until retention).", labels=["state"]
         )
         for state, count in counts.items():
-            by_state.add_metric([state], count)
+            by_state.add_metric([state.value], count)
         yield by_state
         yield GaugeMetricFamily(
-            "whatsapp_queue_depth", "Messages received and waiting for a worker.", value=counts["received"]
+            "whatsapp_queue_depth", "Messages received and waiting for a worker.", value=counts[State.RECEIVED]
         )
         yield GaugeMetricFamily(
             "whatsapp_claims_held",
             "Messages a worker holds (claimed, or answered and being sent).",
-            value=counts["claimed"] + counts["answered"],
+            value=counts[State.CLAIMED] + counts[State.ANSWERED],
         )
         yield GaugeMetricFamily(
             "whatsapp_oldest_waiting_seconds",
             "Age of the oldest message not finished yet (0 when none).",
-            value=stats["oldest_open_age_seconds"],
+            value=stats.oldest_open_age_seconds,
         )
 
 

@@ -16,7 +16,7 @@ from flask.cli import with_appcontext
 
 from .extension import current_service
 from .privacy import mask
-from .store import Store
+from .store import Delivery, Reply, Store
 
 #: What each reply slot of a job holds (see whatsapp.handler); other slots are a subclass's own sends.
 SLOT_NAMES = {0: "acknowledgement", 1: "answer", 9: "apology"}
@@ -24,36 +24,36 @@ SLOT_NAMES = {0: "acknowledgement", 1: "answer", 9: "apology"}
 
 def story(store: Store, message_id: str) -> dict[str, Any] | None:
     """The message's story as plain data (what ``--json`` prints), or None when the store has no such message."""
-    row = store.get(message_id)
-    if row is None:
+    stored = store.get(message_id)
+    if stored is None:
         return None
     attempts = store.attempts(message_id)
-    replies = row["replies"]
+    replies = stored.replies
     statuses = store.deliveries([reply.wamid for reply in replies if reply.wamid])
-    previous_end = row["received_at"]
+    previous_end = stored.received_at
     for attempt in attempts:
         attempt["queued_seconds"] = _seconds(attempt["claimed_at"] - previous_end)
         previous_end = attempt.get("ended_at") or attempt["claimed_at"]
     first_sent = min((a["first_sent_at"] for a in attempts if a.get("first_sent_at")), default=None)
     agents = [a["agent"] for a in attempts if a.get("agent")]
-    message = row["payload"].get("message", {})
+    message = stored.payload.get("message", {})
     return {
-        "id": row["id"],
-        "sender": mask(row["sender"]),
+        "id": stored.id,
+        "sender": mask(stored.sender),
         "type": message.get("type") if isinstance(message, dict) else None,
-        "state": row["state"],
-        "reason": row["reason"],
-        "received_at": row["received_at"],
-        "attempts_started": row["attempts"],
-        "holder": row["holder"],
+        "state": stored.state.value,
+        "reason": stored.reason,
+        "received_at": stored.received_at,
+        "attempts_started": stored.attempts,
+        "holder": stored.holder,
         "agent": agents[-1] if agents else None,
-        "answer_seconds": _seconds(first_sent - row["received_at"]) if first_sent else None,
+        "answer_seconds": _seconds(first_sent - stored.received_at) if first_sent else None,
         "attempts": attempts,
         "replies": [_reply(reply, statuses.get(reply.wamid or "")) for reply in replies],
     }
 
 
-def _reply(reply: Any, delivery: Any) -> dict[str, Any]:
+def _reply(reply: Reply, delivery: Delivery | None) -> dict[str, Any]:
     return {
         "slot": reply.slot,
         "kind": SLOT_NAMES.get(reply.slot, f"reply {reply.slot}"),

@@ -20,7 +20,7 @@ from .bodies import BodyTooLarge, request_body
 from .extension import current_service
 from .messages import Webhook, load_json, parse_webhook
 from .privacy import clean, mask, tag
-from .store import Delivery, InboxEntry, Store, StoreUnavailable
+from .store import Delivery, InboxEntry, State, Store, StoreUnavailable
 
 log = logging.getLogger("whatsapp.webhook")
 
@@ -96,13 +96,13 @@ def receive() -> Response:
                 "message %s: received from %s",
                 tag(entry.id),
                 mask(entry.sender),
-                extra={"tag": tag(entry.id), "state": "received"},
+                extra={"tag": tag(entry.id), "state": State.RECEIVED},
             )
         else:
             log.info(
                 "message %s: duplicate delivery ignored",
                 tag(entry.id),
-                extra={"tag": tag(entry.id), "state": "received", "duplicate": True},
+                extra={"tag": tag(entry.id), "state": State.RECEIVED, "duplicate": True},
             )
     metrics.RECEIVED.inc(sum(created))
     metrics.DUPLICATES.inc(len(created) - sum(created))

@@ -27,7 +27,7 @@ from .errors import LostClaim, StoreUnavailable
 from .failures import describe, failure_class
 from .pool import ElasticPool
 from .privacy import tag
-from .store import Job, Store
+from .store import Job, State, Store
 
 log = logging.getLogger("whatsapp.worker")
 
@@ -200,7 +200,7 @@ class Worker:
                 tag(job.id),
                 job.holder,
                 job.attempts,
-                extra={"tag": tag(job.id), "state": "claimed", "attempt": job.attempts, "holder": job.holder},
+                extra={"tag": tag(job.id), "state": State.CLAIMED, "attempt": job.attempts, "holder": job.holder},
             )
         return job
 
@@ -299,7 +299,7 @@ class Worker:
             self._after_error(job, error)
             return
         self._finishing.add(job.id)  # from here a renewal that finds the claim gone is no news
-        if self.store.finish(job.id, job.holder, "done"):
+        if self.store.finish(job.id, job.holder, State.DONE):
             attempt.end("done")
             metrics.ANSWERED.inc()
             log.info("message %s: done in %.3fs", tag(job.id), time.monotonic() - started)
@@ -333,7 +333,7 @@ class Worker:
         except Exception as apology_error:
             log.error("message %s: could not send the apology: %s", tag(job.id), apology_error)
         self._finishing.add(job.id)
-        self.store.finish(job.id, job.holder, "failed", reason)
+        self.store.finish(job.id, job.holder, State.FAILED, reason)
         metrics.FAILED.labels(reason=failure_class(error)).inc()
         attempt = current_attempt.get()
         if attempt:

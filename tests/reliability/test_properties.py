@@ -112,7 +112,7 @@ class RecordingModel:
         content = input[-1]["content"]
         tag, _, size = str(content).partition(" ")
         message_id = self.world.tags[tag]
-        if self.world.store.get(message_id)["answer"] is not None:
+        if self.world.store.get(message_id).answer is not None:
             self.world.violations.append(f"the model was asked again for {message_id}, whose answer was stored")
         self.world.inject("model")
         text = answer(tag, long=size == "long")
@@ -421,13 +421,13 @@ def test_every_recorded_message_is_answered_exactly_once_in_per_customer_order(s
 
 def check_outcome(simulation: Simulation, world: World) -> None:
     assert world.violations == []
-    states = Counter(simulation.store.get(entry.id)["state"] for entry in simulation.entries)
+    states = Counter(simulation.store.get(entry.id).state for entry in simulation.entries)
     event(f"{len(simulation.entries) // 4 * 4}+ messages, {'some' if states['failed'] else 'none'} failed")
     owned = sends_of(world)
     for entry in simulation.entries:
-        row = simulation.store.get(entry.id)
-        assert row is not None and row["state"] in ("done", "failed"), f"{entry.id} left {row and row['state']}"
-        state = row["state"]
+        stored = simulation.store.get(entry.id)
+        assert stored is not None and stored.state in ("done", "failed"), f"{entry.id} left {stored and stored.state}"
+        state = stored.state
         assert world.finished[(entry.id, state)] == 1, f"{entry.id} finished {state} more than once"
         tag = str(entry.payload["message"]["text"]["body"]).split(" ")[0]
         expected = answer(tag, long=entry.payload["message"]["text"]["body"].endswith("long"))
@@ -466,7 +466,7 @@ def test_run_once_answers_one_message_and_a_sweep_meanwhile_keeps_its_claim(tmp_
 
         def process(self, job: Job) -> None:
             worker.release_dead_holders()
-            states_during_the_job.append(store.get(job.id)["state"])
+            states_during_the_job.append(store.get(job.id).state)
 
         def give_up(self, job: Job, error: BaseException | None) -> None:
             raise AssertionError(f"gave up on {job.id}: {error}")
@@ -483,7 +483,7 @@ def test_run_once_answers_one_message_and_a_sweep_meanwhile_keeps_its_claim(tmp_
         job = worker.run_once()
         assert job is not None and job.id == entry.id
         assert states_during_the_job == ["claimed"]
-        assert store.get(entry.id)["state"] == "done"
+        assert store.get(entry.id).state == "done"
         assert worker.run_once() is None
     finally:
         store.close()

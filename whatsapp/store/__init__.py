@@ -3,18 +3,37 @@
 from __future__ import annotations
 
 from ..errors import StoreUnavailable
-from .base import DELIVERY_RANK, OPEN_STATES, Delivery, InboxEntry, Job, Part, Reply, Store
+from .base import (
+    DELIVERY_RANK,
+    FINISHED_STATES,
+    HISTORY_KEEP,
+    OPEN_STATES,
+    Delivery,
+    InboxEntry,
+    Job,
+    Part,
+    Reply,
+    State,
+    Stats,
+    Store,
+    StoredMessage,
+)
 
 __all__ = [
     "DELIVERY_RANK",
+    "FINISHED_STATES",
+    "HISTORY_KEEP",
     "OPEN_STATES",
     "Delivery",
     "InboxEntry",
     "Job",
     "Part",
     "Reply",
+    "State",
+    "Stats",
     "Store",
     "StoreUnavailable",
+    "StoredMessage",
     "open_store",
 ]
 

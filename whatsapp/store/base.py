@@ -8,14 +8,35 @@ Graph returned) -> ``done``; or ``failed`` with the reason.
 
 from __future__ import annotations
 
+import json
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from ..privacy import is_tag, tag
 
-OPEN_STATES = ("received", "claimed", "answered")
+
+class State(StrEnum):
+    """Where a message is in its life. A ``str`` enum, as rq's ``JobStatus``: stores keep, and logs and JSON show,
+    these very strings."""
+
+    RECEIVED = "received"
+    CLAIMED = "claimed"
+    ANSWERED = "answered"
+    DONE = "done"
+    FAILED = "failed"
+
+
+#: A message in these states is still to be answered (or its answer still to be sent): never pruned, never expired.
+OPEN_STATES = (State.RECEIVED, State.CLAIMED, State.ANSWERED)
+#: The states :meth:`Store.finish` ends a message in; kept until retention prunes it.
+FINISHED_STATES = (State.DONE, State.FAILED)
+
+#: Conversation turns kept per sender, in every store; the agent trims further to its token budget.
+HISTORY_KEEP = 400
 
 #: A conversation nobody continued for this long (seconds) is forgotten, history and session, in every store.
 HISTORY_TTL = 30 * 86400.0
@@ -43,19 +64,67 @@ class InboxEntry:
 
 
 @dataclass(frozen=True)
-class Job:
-    """A claimed message: the holder may work on it until ``lease_until``."""
+class Job(InboxEntry):
+    """A claimed message: the holder may work on it until its lease ends."""
 
-    id: str
-    sender: str
-    timestamp: int
-    payload: dict[str, Any]
-    received_at: float
-    state: str
+    state: State
     holder: str
     attempts: int  # including this one
     answer: str | None
     reason: str | None  # why the previous attempt failed, if it did
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Job:
+        """The job a store's row of a claimed message describes (see :func:`_progress`)."""
+        return cls(**_progress(row))
+
+
+@dataclass(frozen=True)
+class StoredMessage(InboxEntry):
+    """A message as the store keeps it, in any state: what ``get()`` returns, for replay and inspection."""
+
+    state: State
+    holder: str | None  # None unless a worker holds a claim on it
+    attempts: int  # attempts begun (a refunded one does not count)
+    answer: str | None  # once answered: the agent's answer, which a later attempt sends without asking again
+    reason: str | None  # why the last attempt failed, or why the message did
+    seq: int  # arrival order, the tie-break of equal Meta timestamps
+    lease_until: float  # unix seconds; 0 when nobody holds it
+    not_before: float  # unix seconds; claimable again from then on after a transient failure
+    updated_at: float  # unix seconds of the last change (for a finished message: when it finished)
+    replies: tuple[Reply, ...]  # every planned part, by slot then part
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any], replies: Iterable[Reply]) -> StoredMessage:
+        """The message a store's row describes, with its reply log."""
+        return cls(
+            **_progress(row),
+            seq=int(row["seq"]),
+            lease_until=float(row["lease_until"]),
+            not_before=float(row["not_before"]),
+            updated_at=float(row["updated_at"]),
+            replies=tuple(sorted(replies, key=lambda reply: (reply.slot, reply.part))),
+        )
+
+
+def _progress(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields a :class:`Job` and a :class:`StoredMessage` share, from a store's row of the message.
+
+    SQLite's columns and Redis's hash fields have the same names (``ts`` is Meta's timestamp); Redis gives them as
+    text, hence the conversions, and leaves out what is unset (``holder``, ``answer``, ``reason``).
+    """
+    return {
+        "id": row["id"],
+        "sender": row["sender"],
+        "timestamp": int(row["ts"]),
+        "payload": json.loads(row["payload"]),
+        "received_at": float(row["received_at"]),
+        "state": State(row["state"]),
+        "holder": row.get("holder"),
+        "attempts": int(row["attempts"]),
+        "answer": row.get("answer"),
+        "reason": row.get("reason"),
+    }
 
 
 @dataclass(frozen=True)
@@ -77,6 +146,23 @@ class Reply:
             return self.message
         return {"type": "text", "text": {"preview_url": False, "body": self.body}}
 
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Reply:
+        """The part a store's row describes: ``message_id``, ``slot``, ``part``, ``recipient``, ``reply_to``,
+        ``body``, ``wamid`` (None or absent until sent) and ``message``, a rich reply's message object, or its JSON
+        text as SQLite keeps it (None or absent for a text part)."""
+        message = row.get("message") or None
+        return cls(
+            message_id=row["message_id"],
+            slot=int(row["slot"]),
+            part=int(row["part"]),
+            recipient=row["recipient"],
+            reply_to=row["reply_to"],
+            body=row["body"],
+            wamid=row.get("wamid"),
+            message=json.loads(message) if isinstance(message, str) else message,
+        )
+
 
 @dataclass(frozen=True)
 class Part:
@@ -84,6 +170,34 @@ class Part:
 
     body: str
     message: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Stats:
+    """How many messages are in each state, and how long the oldest open one has waited: for /healthz, /metrics
+    and ``doctor``."""
+
+    counts: Mapping[State, int]  # every state, in the order of the life of a message
+    oldest_open_age_seconds: float  # 0 when nothing is open
+
+    @classmethod
+    def of(cls, counts: Mapping[str, int], oldest_open_received_at: float | None) -> Stats:
+        """The stats of a store that counted ``counts`` (a state it has none of may be missing) and whose oldest
+        open message arrived at ``oldest_open_received_at`` (unix seconds; None or 0 when nothing is open)."""
+        age = round(time.time() - oldest_open_received_at, 3) if oldest_open_received_at else 0.0
+        return cls({state: counts.get(state, 0) for state in State}, age)
+
+    @property
+    def open(self) -> int:
+        """Messages not finished yet: the queue's depth as /healthz shows it."""
+        return sum(self.counts[state] for state in OPEN_STATES)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON /healthz shows: ``{"messages": {state: count}, "oldest_open_age_seconds": age}``."""
+        return {
+            "messages": {state.value: count for state, count in self.counts.items()},
+            "oldest_open_age_seconds": self.oldest_open_age_seconds,
+        }
 
 
 @dataclass(frozen=True)
@@ -134,7 +248,6 @@ class Store(ABC):
         """Release a claim after a transient failure; the message is claimable again after ``delay`` seconds."""
 
     # answered
-    @abstractmethod
     def save_answer(
         self,
         message_id: str,
@@ -144,8 +257,17 @@ class Store(ABC):
         turns: Sequence[dict],
         session: dict[str, Any] | None = None,
     ) -> None:
-        """Store the agent's answer, append its turns to the sender's history and replace the sender's session
-        (who is handling the customer after a handoff) when one is given, in one transaction."""
+        """Store the agent's answer, append its turns to the sender's history (keeping the newest
+        :data:`HISTORY_KEEP`) and replace the sender's session (who is handling the customer after a handoff) when
+        one is given, in one transaction. A holder that lost its claim changes nothing."""
+        items = [json.dumps(turn) for turn in turns]
+        self._save_answer(message_id, holder, sender, answer, items, None if session is None else json.dumps(session))
+
+    @abstractmethod
+    def _save_answer(
+        self, message_id: str, holder: str, sender: str, answer: str, turns: list[str], session: str | None
+    ) -> None:
+        """:meth:`save_answer` with the turns and the session as JSON text, as every store keeps them."""
 
     @abstractmethod
     def plan_replies(
@@ -161,9 +283,16 @@ class Store(ABC):
         """Record that Graph accepted a part."""
 
     # done / failed
+    def finish(self, message_id: str, holder: str, state: State, reason: str | None = None) -> bool:
+        """Mark a claimed message ``done`` or ``failed`` (keeping the reason when one is given); False if ``holder``
+        no longer held it. Any other state is a bug of the caller: :class:`ValueError`."""
+        if state not in FINISHED_STATES:
+            raise ValueError(f"finish() takes 'done' or 'failed', not {state!r}")
+        return self._finish(message_id, holder, State(state), reason)
+
     @abstractmethod
-    def finish(self, message_id: str, holder: str, state: str, reason: str | None = None) -> bool:
-        """Mark a claimed message ``done`` or ``failed``; False if ``holder`` no longer held it."""
+    def _finish(self, message_id: str, holder: str, state: State, reason: str | None) -> bool:
+        """:meth:`finish` with ``state`` checked."""
 
     # history
     @abstractmethod
@@ -189,8 +318,8 @@ class Store(ABC):
 
     # operations
     @abstractmethod
-    def get(self, message_id: str) -> dict[str, Any] | None:
-        """One inbox row as a dict (for replay and inspection)."""
+    def get(self, message_id: str) -> StoredMessage | None:
+        """The message as stored, with its reply log (for replay and inspection); None when it is not stored."""
 
     @abstractmethod
     def requeue(self, message_id: str) -> bool:
@@ -206,7 +335,7 @@ class Store(ABC):
         """
 
     @abstractmethod
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> Stats:
         """Counts by state and the age of the oldest open message, for /healthz."""
 
     @abstractmethod

@@ -55,6 +55,8 @@ from redis.retry import Retry
 from ..errors import StoreUnavailable
 from .base import (
     DELIVERY_RANK,
+    FINISHED_STATES,
+    HISTORY_KEEP,
     HISTORY_TTL,
     OPEN_STATES,
     Delivery,
@@ -62,10 +64,12 @@ from .base import (
     Job,
     Part,
     Reply,
+    State,
+    Stats,
     Store,
+    StoredMessage,
     sent_at,
 )
-from .sqlite import HISTORY_KEEP  # one bound for every store
 
 log = logging.getLogger("whatsapp.store")
 
@@ -454,21 +458,7 @@ class RedisStore(Store):
 
     def claim(self, holder: str, lease_seconds: float) -> Job | None:
         fields = self._run("claim", holder, lease_seconds, PROMOTE_BATCH)
-        if not fields:
-            return None
-        row = _decode(fields)
-        return Job(
-            id=row["id"],
-            sender=row["sender"],
-            timestamp=int(row["ts"]),
-            payload=json.loads(row["payload"]),
-            received_at=float(row["received_at"]),
-            state=row["state"],
-            holder=holder,
-            attempts=int(row["attempts"]),
-            answer=row.get("answer"),
-            reason=row.get("reason"),
-        )
+        return Job.from_row(_decode(fields)) if fields else None
 
     def renew(self, holder: str, message_ids: Sequence[str], lease_seconds: float) -> set[str]:
         return self.renew_all(dict.fromkeys(message_ids, holder), lease_seconds)
@@ -504,20 +494,11 @@ class RedisStore(Store):
 
     # answered ----------------------------------------------------------------------------------------------------
 
-    def save_answer(
-        self,
-        message_id: str,
-        holder: str,
-        sender: str,
-        answer: str,
-        turns: Sequence[dict],
-        session: dict[str, Any] | None = None,
+    def _save_answer(
+        self, message_id: str, holder: str, sender: str, answer: str, turns: list[str], session: str | None
     ) -> None:
-        items = [json.dumps(turn) for turn in turns]
-        session_json = "" if session is None else json.dumps(session)
-        self._run(
-            "save_answer", message_id, holder, sender, answer, HISTORY_KEEP, self.history_ttl, session_json, *items
-        )
+        keep = (HISTORY_KEEP, self.history_ttl)
+        self._run("save_answer", message_id, holder, sender, answer, *keep, "" if session is None else session, *turns)
 
     def plan_replies(
         self, message_id: str, slot: int, recipient: str, reply_to: str | None, bodies: Sequence[str | Part]
@@ -531,9 +512,7 @@ class RedisStore(Store):
 
     # done / failed -----------------------------------------------------------------------------------------------
 
-    def finish(self, message_id: str, holder: str, state: str, reason: str | None = None) -> bool:
-        if state not in ("done", "failed"):
-            raise ValueError(f"finish() takes 'done' or 'failed', not {state!r}")
+    def _finish(self, message_id: str, holder: str, state: State, reason: str | None) -> bool:
         has_reason = reason is not None
         finished = self._run("finish", message_id, holder, state, int(has_reason), reason or "", self._finished_ttl)
         return finished == 1
@@ -575,7 +554,7 @@ class RedisStore(Store):
 
     # operations --------------------------------------------------------------------------------------------------
 
-    def get(self, message_id: str) -> dict[str, Any] | None:
+    def get(self, message_id: str) -> StoredMessage | None:
         with self._redis() as client:
             pipe = client.pipeline(transaction=True)
             pipe.hgetall(self._key("m", message_id))
@@ -583,31 +562,13 @@ class RedisStore(Store):
             fields, reply_log = pipe.execute()
         if not fields:
             return None
-        row = _decode([item for pair in fields.items() for item in pair])
-        message: dict[str, Any] = {
-            "seq": int(row["seq"]),
-            "id": row["id"],
-            "sender": row["sender"],
-            "ts": int(row["ts"]),
-            "payload": json.loads(row["payload"]),
-            "state": row["state"],
-            "holder": row.get("holder"),
-            "lease_until": float(row["lease_until"]),
-            "attempts": int(row["attempts"]),
-            "not_before": float(row["not_before"]),
-            "answer": row.get("answer"),
-            "reason": row.get("reason"),
-            "received_at": float(row["received_at"]),
-            "updated_at": float(row["updated_at"]),
-        }
         log_fields = {_text(k): v for k, v in reply_log.items()}
         replies = []
         for name, value in log_fields.items():
             if name.startswith("p:"):
                 _, slot, part = name.split(":")
                 replies.append(_reply(message_id, int(slot), int(part), value, log_fields.get(f"w:{slot}:{part}")))
-        message["replies"] = sorted(replies, key=lambda reply: (reply.slot, reply.part))
-        return message
+        return StoredMessage.from_row(_decode([item for pair in fields.items() for item in pair]), replies)
 
     def requeue(self, message_id: str) -> bool:
         return self._run("requeue", message_id) == 1
@@ -627,18 +588,17 @@ class RedisStore(Store):
             rank, before = pipe.execute()
         return 0 if rank is None else rank + 1 - before
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self) -> Stats:
         with self._redis() as client:
             pipe = client.pipeline(transaction=True)
             for state in OPEN_STATES:
                 pipe.scard(self._key("s", state))
-            for state in ("done", "failed"):
+            for state in FINISHED_STATES:
                 pipe.zcard(self._key("s", state))
             pipe.zrange(self._key("open"), 0, 0, withscores=True)
             *numbers, oldest = pipe.execute()
-        counts = dict(zip((*OPEN_STATES, "done", "failed"), numbers, strict=True))
-        age = round(time.time() - oldest[0][1], 3) if oldest else 0.0
-        return {"messages": counts, "oldest_open_age_seconds": age}
+        counts = dict(zip((*OPEN_STATES, *FINISHED_STATES), numbers, strict=True))
+        return Stats.of(counts, oldest[0][1] if oldest else None)
 
     def prune(self, older_than: float) -> int:
         self._prune_deliveries(older_than)
@@ -735,7 +695,7 @@ class RedisStore(Store):
         with self._redis() as client:
             for state in OPEN_STATES:
                 yield from (_text(member) for member in client.sscan_iter(self._key("s", state)))
-            for state in ("done", "failed"):
+            for state in FINISHED_STATES:
                 yield from (_text(member) for member, _ in client.zscan_iter(self._key("s", state)))
 
     def warm_up(self) -> None:
@@ -778,14 +738,6 @@ def _planned(part: str | Part) -> dict[str, Any]:
 
 
 def _reply(message_id: str, slot: int, part: int, planned: bytes | str, wamid: bytes | str | None) -> Reply:
-    fields = json.loads(planned)
-    return Reply(
-        message_id=message_id,
-        slot=slot,
-        part=part,
-        recipient=fields["recipient"],
-        reply_to=fields["reply_to"],
-        body=fields["body"],
-        wamid=_text(wamid) if wamid is not None else None,
-        message=fields.get("message"),
-    )
+    """A part of the reply log: where it stands, the part as planned (JSON) and the wamid once sent."""
+    place = {"message_id": message_id, "slot": slot, "part": part, "wamid": _text(wamid) if wamid else None}
+    return Reply.from_row({**json.loads(planned), **place})

@@ -30,6 +30,8 @@ from ..errors import StoreUnavailable
 from ..private_files import private_database
 from .base import (
     DELIVERY_RANK,
+    FINISHED_STATES,
+    HISTORY_KEEP,
     HISTORY_TTL,
     OPEN_STATES,
     Delivery,
@@ -37,16 +39,19 @@ from .base import (
     Job,
     Part,
     Reply,
+    State,
+    Stats,
     Store,
+    StoredMessage,
     sent_at,
 )
 
-HISTORY_KEEP = 400  # turns kept per sender; the agent trims further to its token budget
 READERS = 4  # read connections kept open per process (reads are short: more would only hold page caches)
 BATCH_LIMIT = 64  # writes per group commit: bounds how long a webhook write can wait behind one
 
 _BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 _OPEN = "(" + ", ".join(f"'{state}'" for state in OPEN_STATES) + ")"
+_FINISHED = "(" + ", ".join(f"'{state}'" for state in FINISHED_STATES) + ")"
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS inbox (
@@ -67,7 +72,7 @@ CREATE TABLE IF NOT EXISTS inbox (
 );
 CREATE INDEX IF NOT EXISTS inbox_open ON inbox (sender, ts, seq) WHERE state IN {_OPEN};
 CREATE INDEX IF NOT EXISTS inbox_open_order ON inbox (ts, seq) WHERE state IN {_OPEN};
-CREATE INDEX IF NOT EXISTS inbox_finished ON inbox (updated_at) WHERE state IN ('done', 'failed');
+CREATE INDEX IF NOT EXISTS inbox_finished ON inbox (updated_at) WHERE state IN {_FINISHED};
 CREATE INDEX IF NOT EXISTS inbox_sender_received ON inbox (sender, received_at);
 CREATE TABLE IF NOT EXISTS replies (
     message_id TEXT NOT NULL,
@@ -471,20 +476,7 @@ class SQLiteStore(Store):
             return db.execute("SELECT * FROM inbox WHERE seq = ?", (row["seq"],)).fetchone()
 
         claimed = self._apply(claim)
-        if claimed is None:
-            return None
-        return Job(
-            id=claimed["id"],
-            sender=claimed["sender"],
-            timestamp=claimed["ts"],
-            payload=json.loads(claimed["payload"]),
-            received_at=claimed["received_at"],
-            state=claimed["state"],
-            holder=holder,
-            attempts=claimed["attempts"],
-            answer=claimed["answer"],
-            reason=claimed["reason"],
-        )
+        return None if claimed is None else Job.from_row(dict(claimed))
 
     def renew(self, holder: str, message_ids: Sequence[str], lease_seconds: float) -> set[str]:
         return self.renew_all(dict.fromkeys(message_ids, holder), lease_seconds)
@@ -542,28 +534,19 @@ class SQLiteStore(Store):
 
     # answered ----------------------------------------------------------------------------------------------------
 
-    def save_answer(
-        self,
-        message_id: str,
-        holder: str,
-        sender: str,
-        answer: str,
-        turns: Sequence[dict],
-        session: dict[str, Any] | None = None,
+    def _save_answer(
+        self, message_id: str, holder: str, sender: str, answer: str, turns: list[str], session: str | None
     ) -> None:
-        items = [json.dumps(turn) for turn in turns]
-        session_json = None if session is None else json.dumps(session)
-
         def save(db: sqlite3.Connection) -> None:
             now = time.time()
             held = f"SELECT 1 FROM inbox WHERE id = ? AND holder = ? AND state IN {_OPEN}"
             if db.execute(held, (message_id, holder)).fetchone() is None:
                 return  # the claim was lost: the new holder's answer, turns and session are the ones to keep
-            if session_json is not None:
+            if session is not None:
                 db.execute(
                     "INSERT INTO sessions (sender, data, updated_at) VALUES (?, ?, ?)"
                     " ON CONFLICT (sender) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at",
-                    (sender, session_json, now),
+                    (sender, session, now),
                 )
             db.execute(
                 "UPDATE inbox SET state = 'answered', answer = ?, updated_at = ? WHERE id = ? AND holder = ?",
@@ -571,7 +554,7 @@ class SQLiteStore(Store):
             )
             db.executemany(
                 "INSERT INTO history (sender, item, created_at) VALUES (?, ?, ?)",
-                [(sender, item, now) for item in items],
+                [(sender, turn, now) for turn in turns],
             )
             db.execute(
                 "DELETE FROM history WHERE sender = ? AND id <= "
@@ -598,7 +581,7 @@ class SQLiteStore(Store):
                 "SELECT * FROM replies WHERE message_id = ? AND slot = ? ORDER BY part", (message_id, slot)
             ).fetchall()
 
-        return [_reply(row) for row in self._apply(plan)]
+        return [Reply.from_row(dict(row)) for row in self._apply(plan)]
 
     def mark_sent(self, message_id: str, slot: int, part: int, wamid: str) -> None:
         def mark(db: sqlite3.Connection) -> None:
@@ -611,10 +594,7 @@ class SQLiteStore(Store):
 
     # done / failed -----------------------------------------------------------------------------------------------
 
-    def finish(self, message_id: str, holder: str, state: str, reason: str | None = None) -> bool:
-        if state not in ("done", "failed"):
-            raise ValueError(f"finish() takes 'done' or 'failed', not {state!r}")
-
+    def _finish(self, message_id: str, holder: str, state: State, reason: str | None) -> bool:
         def finish(db: sqlite3.Connection) -> bool:
             cursor = db.execute(
                 "UPDATE inbox SET state = ?, reason = COALESCE(?, reason), holder = NULL, lease_until = 0,"
@@ -659,23 +639,18 @@ class SQLiteStore(Store):
 
     # operations --------------------------------------------------------------------------------------------------
 
-    def get(self, message_id: str) -> dict[str, Any] | None:
+    def get(self, message_id: str) -> StoredMessage | None:
         rows = self._read("SELECT * FROM inbox WHERE id = ?", (message_id,))
         if not rows:
             return None
-        row = dict(rows[0])
-        row["payload"] = json.loads(row["payload"])
-        row["replies"] = [
-            _reply(r)
-            for r in self._read("SELECT * FROM replies WHERE message_id = ? ORDER BY slot, part", (message_id,))
-        ]
-        return row
+        replies = self._read("SELECT * FROM replies WHERE message_id = ?", (message_id,))
+        return StoredMessage.from_row(dict(rows[0]), [Reply.from_row(dict(reply)) for reply in replies])
 
     def requeue(self, message_id: str) -> bool:
         with self._write() as db:
             cursor = db.execute(
                 "UPDATE inbox SET state = 'received', holder = NULL, lease_until = 0, attempts = 0, not_before = 0,"
-                " answer = NULL, reason = NULL, updated_at = ? WHERE id = ? AND state IN ('done', 'failed')",
+                f" answer = NULL, reason = NULL, updated_at = ? WHERE id = ? AND state IN {_FINISHED}",
                 (time.time(), message_id),
             )
             if cursor.rowcount:
@@ -697,26 +672,24 @@ class SQLiteStore(Store):
         )
         return rows[0]["n"]
 
-    def stats(self) -> dict[str, Any]:
-        counts = {state: 0 for state in (*OPEN_STATES, "done", "failed")}
-        for row in self._read("SELECT state, COUNT(*) AS n FROM inbox GROUP BY state"):
-            counts[row["state"]] = row["n"]
+    def stats(self) -> Stats:
+        counts = {row["state"]: row["n"] for row in self._read("SELECT state, COUNT(*) AS n FROM inbox GROUP BY state")}
         oldest = self._read(f"SELECT MIN(received_at) AS t FROM inbox WHERE state IN {_OPEN}")[0]["t"]
-        return {"messages": counts, "oldest_open_age_seconds": round(time.time() - oldest, 3) if oldest else 0.0}
+        return Stats.of(counts, oldest)
 
     def prune(self, older_than: float) -> int:
         with self._write() as db:
             db.execute(
                 "DELETE FROM replies WHERE message_id IN"
-                " (SELECT id FROM inbox WHERE state IN ('done', 'failed') AND updated_at < ?)",
+                f" (SELECT id FROM inbox WHERE state IN {_FINISHED} AND updated_at < ?)",
                 (older_than,),
             )
             db.execute(
                 "DELETE FROM attempts WHERE message_id IN"
-                " (SELECT id FROM inbox WHERE state IN ('done', 'failed') AND updated_at < ?)",
+                f" (SELECT id FROM inbox WHERE state IN {_FINISHED} AND updated_at < ?)",
                 (older_than,),
             )
-            cursor = db.execute("DELETE FROM inbox WHERE state IN ('done', 'failed') AND updated_at < ?", (older_than,))
+            cursor = db.execute(f"DELETE FROM inbox WHERE state IN {_FINISHED} AND updated_at < ?", (older_than,))
             db.execute("DELETE FROM deliveries WHERE updated_at < ?", (older_than,))
             db.execute("DELETE FROM media WHERE created_at < ?", (older_than,))
             # Conversations nobody continued within history_ttl, as Redis lets their keys expire: whole, not turn
@@ -797,7 +770,7 @@ class SQLiteStore(Store):
     def failed(self, limit: int) -> list[dict[str, Any]]:
         rows = self._read(
             "SELECT id, sender, reason, updated_at FROM inbox INDEXED BY inbox_finished"
-            " WHERE state IN ('done', 'failed') AND state = 'failed'"
+            f" WHERE state IN {_FINISHED} AND state = 'failed'"
             " ORDER BY updated_at DESC LIMIT ?",
             (limit,),
         )
@@ -847,16 +820,3 @@ def _planned(part: str | Part) -> tuple[str, str | None]:
     if isinstance(part, Part):
         return part.body, json.dumps(part.message, ensure_ascii=False)
     return part, None
-
-
-def _reply(row: sqlite3.Row) -> Reply:
-    return Reply(
-        message_id=row["message_id"],
-        slot=row["slot"],
-        part=row["part"],
-        recipient=row["recipient"],
-        reply_to=row["reply_to"],
-        body=row["body"],
-        wamid=row["wamid"],
-        message=json.loads(row["message"]) if row["message"] else None,
-    )
