@@ -21,20 +21,8 @@ import redis
 
 from tests.redis_server import RedisServer
 from whatsapp.privacy import tag
-from whatsapp.store import (
-    HISTORY_KEEP,
-    Delivery,
-    InboxEntry,
-    Job,
-    Part,
-    Reply,
-    State,
-    Stats,
-    Store,
-    StoredMessage,
-    StoreUnavailable,
-    open_store,
-)
+from whatsapp.store import Delivery, InboxEntry, Part, Store, StoreUnavailable, open_store
+from whatsapp.store.base import HISTORY_KEEP, Job, Reply, State, Stats, StoredMessage
 from whatsapp.store.redis import RedisStore
 from whatsapp.store.sqlite import SQLiteStore
 

@@ -84,7 +84,7 @@ class StoredMessage(InboxEntry):
     """A message as the store keeps it, in any state: what ``get()`` returns, for replay and inspection."""
 
     state: State
-    holder: str | None  # None unless a worker holds a claim on it
+    holder: str | None  # the claim's holder (its lease may have run out); None once released or finished
     attempts: int  # attempts begun (a refunded one does not count)
     answer: str | None  # once answered: the agent's answer, which a later attempt sends without asking again
     reason: str | None  # why the last attempt failed, or why the message did
@@ -226,9 +226,9 @@ class Store(ABC):
     def claim(self, holder: str, lease_seconds: float) -> Job | None:
         """Claim the oldest message whose customer has nothing claimed and nothing older open."""
 
-    @abstractmethod
     def renew(self, holder: str, message_ids: Sequence[str], lease_seconds: float) -> set[str]:
         """Extend the leases ``holder`` still has; returns the ids it still holds."""
+        return self.renew_all(dict.fromkeys(message_ids, holder), lease_seconds)
 
     @abstractmethod
     def renew_all(self, claims: Mapping[str, str], lease_seconds: float) -> set[str]:

@@ -53,23 +53,7 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
 from ..errors import StoreUnavailable
-from .base import (
-    DELIVERY_RANK,
-    FINISHED_STATES,
-    HISTORY_KEEP,
-    HISTORY_TTL,
-    OPEN_STATES,
-    Delivery,
-    InboxEntry,
-    Job,
-    Part,
-    Reply,
-    State,
-    Stats,
-    Store,
-    StoredMessage,
-    sent_at,
-)
+from . import base  # the interface this store implements: its names read base.Job, base.State...
 
 log = logging.getLogger("whatsapp.store")
 
@@ -359,7 +343,7 @@ return 1
 """
 
 
-class RedisStore(Store):
+class RedisStore(base.Store):
     """The store on one Redis (or a managed Redis: Heroku, Render, Upstash...), shared by every instance.
 
     Needs a Redis that keeps what it acknowledged (append-only file) and never evicts keys
@@ -372,7 +356,7 @@ class RedisStore(Store):
         *,
         prefix: str = DEFAULT_PREFIX,
         retention_seconds: float = DEFAULT_RETENTION,
-        history_ttl: float = HISTORY_TTL,
+        history_ttl: float = base.HISTORY_TTL,
         socket_timeout: float = 5.0,
     ) -> None:
         self.url = url
@@ -446,7 +430,7 @@ class RedisStore(Store):
 
     # received ----------------------------------------------------------------------------------------------------
 
-    def record(self, entries: Sequence[InboxEntry]) -> list[bool]:
+    def record(self, entries: Sequence[base.InboxEntry]) -> list[bool]:
         if not entries:
             return []
         args: list[Any] = [self.retention_seconds]
@@ -456,12 +440,9 @@ class RedisStore(Store):
 
     # claimed -----------------------------------------------------------------------------------------------------
 
-    def claim(self, holder: str, lease_seconds: float) -> Job | None:
+    def claim(self, holder: str, lease_seconds: float) -> base.Job | None:
         fields = self._run("claim", holder, lease_seconds, PROMOTE_BATCH)
-        return Job.from_row(_decode(fields)) if fields else None
-
-    def renew(self, holder: str, message_ids: Sequence[str], lease_seconds: float) -> set[str]:
-        return self.renew_all(dict.fromkeys(message_ids, holder), lease_seconds)
+        return base.Job.from_row(_decode(fields)) if fields else None
 
     def renew_all(self, claims: Mapping[str, str], lease_seconds: float) -> set[str]:
         if not claims:
@@ -497,12 +478,12 @@ class RedisStore(Store):
     def _save_answer(
         self, message_id: str, holder: str, sender: str, answer: str, turns: list[str], session: str | None
     ) -> None:
-        keep = (HISTORY_KEEP, self.history_ttl)
+        keep = (base.HISTORY_KEEP, self.history_ttl)
         self._run("save_answer", message_id, holder, sender, answer, *keep, "" if session is None else session, *turns)
 
     def plan_replies(
-        self, message_id: str, slot: int, recipient: str, reply_to: str | None, bodies: Sequence[str | Part]
-    ) -> list[Reply]:
+        self, message_id: str, slot: int, recipient: str, reply_to: str | None, bodies: Sequence[str | base.Part]
+    ) -> list[base.Reply]:
         parts = [json.dumps({"recipient": recipient, "reply_to": reply_to, **_planned(body)}) for body in bodies]
         flat = self._run("plan_replies", message_id, slot, *parts)
         return [_reply(message_id, slot, n, flat[2 * n], flat[2 * n + 1]) for n in range(len(flat) // 2)]
@@ -512,7 +493,7 @@ class RedisStore(Store):
 
     # done / failed -----------------------------------------------------------------------------------------------
 
-    def _finish(self, message_id: str, holder: str, state: State, reason: str | None) -> bool:
+    def _finish(self, message_id: str, holder: str, state: base.State, reason: str | None) -> bool:
         has_reason = reason is not None
         finished = self._run("finish", message_id, holder, state, int(has_reason), reason or "", self._finished_ttl)
         return finished == 1
@@ -554,7 +535,7 @@ class RedisStore(Store):
 
     # operations --------------------------------------------------------------------------------------------------
 
-    def get(self, message_id: str) -> StoredMessage | None:
+    def get(self, message_id: str) -> base.StoredMessage | None:
         with self._redis() as client:
             pipe = client.pipeline(transaction=True)
             pipe.hgetall(self._key("m", message_id))
@@ -568,7 +549,7 @@ class RedisStore(Store):
             if name.startswith("p:"):
                 _, slot, part = name.split(":")
                 replies.append(_reply(message_id, int(slot), int(part), value, log_fields.get(f"w:{slot}:{part}")))
-        return StoredMessage.from_row(_decode([item for pair in fields.items() for item in pair]), replies)
+        return base.StoredMessage.from_row(_decode([item for pair in fields.items() for item in pair]), replies)
 
     def requeue(self, message_id: str) -> bool:
         return self._run("requeue", message_id) == 1
@@ -580,7 +561,7 @@ class RedisStore(Store):
             )
             if sender is None:
                 return 0
-            mine = sent_at(int(ts), float(received_at))
+            mine = base.sent_at(int(ts), float(received_at))
             rx = self._key("rx", _text(sender))
             pipe = client.pipeline(transaction=True)
             pipe.zrank(rx, member)  # members are ordered by (sent_at, seq): everything up to this one
@@ -588,17 +569,17 @@ class RedisStore(Store):
             rank, before = pipe.execute()
         return 0 if rank is None else rank + 1 - before
 
-    def stats(self) -> Stats:
+    def stats(self) -> base.Stats:
         with self._redis() as client:
             pipe = client.pipeline(transaction=True)
-            for state in OPEN_STATES:
+            for state in base.OPEN_STATES:
                 pipe.scard(self._key("s", state))
-            for state in FINISHED_STATES:
+            for state in base.FINISHED_STATES:
                 pipe.zcard(self._key("s", state))
             pipe.zrange(self._key("open"), 0, 0, withscores=True)
             *numbers, oldest = pipe.execute()
-        counts = dict(zip((*OPEN_STATES, *FINISHED_STATES), numbers, strict=True))
-        return Stats.of(counts, oldest[0][1] if oldest else None)
+        counts = dict(zip((*base.OPEN_STATES, *base.FINISHED_STATES), numbers, strict=True))
+        return base.Stats.of(counts, oldest[0][1] if oldest else None)
 
     def prune(self, older_than: float) -> int:
         self._prune_deliveries(older_than)
@@ -622,7 +603,7 @@ class RedisStore(Store):
                 pipe.zrem(self._key("d-at"), *wamids)
                 pipe.execute()
 
-    def record_deliveries(self, deliveries: Sequence[Delivery]) -> None:
+    def record_deliveries(self, deliveries: Sequence[base.Delivery]) -> None:
         if not deliveries:
             return
         args: list[Any] = [self._finished_ttl]
@@ -634,10 +615,10 @@ class RedisStore(Store):
                 "code": d.error_code,
                 "title": d.error_title,
             }
-            args += [d.wamid, DELIVERY_RANK.get(d.status, 0), json.dumps(data), int(d.status == "failed")]
+            args += [d.wamid, base.DELIVERY_RANK.get(d.status, 0), json.dumps(data), int(d.status == "failed")]
         self._run("record_deliveries", *args)
 
-    def deliveries(self, wamids: Sequence[str]) -> dict[str, Delivery]:
+    def deliveries(self, wamids: Sequence[str]) -> dict[str, base.Delivery]:
         if not wamids:
             return {}
         with self._redis() as client:
@@ -647,7 +628,7 @@ class RedisStore(Store):
             found = pipe.execute()
         return {wamid: _delivery(wamid, data) for wamid, data in zip(wamids, found, strict=True) if data is not None}
 
-    def failed_deliveries(self, limit: int) -> list[Delivery]:
+    def failed_deliveries(self, limit: int) -> list[base.Delivery]:
         with self._redis() as client:
             wamids = [_text(w) for w in client.zrevrange(self._key("dfailed"), 0, limit - 1)]
             pipe = client.pipeline(transaction=False)
@@ -693,9 +674,9 @@ class RedisStore(Store):
 
     def message_ids(self) -> Iterator[str]:
         with self._redis() as client:
-            for state in OPEN_STATES:
+            for state in base.OPEN_STATES:
                 yield from (_text(member) for member in client.sscan_iter(self._key("s", state)))
-            for state in FINISHED_STATES:
+            for state in base.FINISHED_STATES:
                 yield from (_text(member) for member, _ in client.zscan_iter(self._key("s", state)))
 
     def warm_up(self) -> None:
@@ -717,9 +698,9 @@ def _decode(flat: Sequence[bytes | str]) -> dict[str, str]:
     return {_text(flat[n]): _text(flat[n + 1]) for n in range(0, len(flat), 2)}
 
 
-def _delivery(wamid: str, data: bytes | str, message_id: bytes | str | None = None) -> Delivery:
+def _delivery(wamid: str, data: bytes | str, message_id: bytes | str | None = None) -> base.Delivery:
     fields = json.loads(data)
-    return Delivery(
+    return base.Delivery(
         wamid=wamid,
         status=fields["status"],
         timestamp=fields["ts"],
@@ -730,14 +711,14 @@ def _delivery(wamid: str, data: bytes | str, message_id: bytes | str | None = No
     )
 
 
-def _planned(part: str | Part) -> dict[str, Any]:
+def _planned(part: str | base.Part) -> dict[str, Any]:
     """A planned part's JSON fields: the body, and a rich reply's message object (absent for text)."""
-    if isinstance(part, Part):
+    if isinstance(part, base.Part):
         return {"body": part.body, "message": part.message}
     return {"body": part}
 
 
-def _reply(message_id: str, slot: int, part: int, planned: bytes | str, wamid: bytes | str | None) -> Reply:
+def _reply(message_id: str, slot: int, part: int, planned: bytes | str, wamid: bytes | str | None) -> base.Reply:
     """A part of the reply log: where it stands, the part as planned (JSON) and the wamid once sent."""
     place = {"message_id": message_id, "slot": slot, "part": part, "wamid": _text(wamid) if wamid else None}
-    return Reply.from_row({**json.loads(planned), **place})
+    return base.Reply.from_row({**json.loads(planned), **place})

@@ -28,30 +28,14 @@ from typing import Any
 
 from ..errors import StoreUnavailable
 from ..private_files import private_database
-from .base import (
-    DELIVERY_RANK,
-    FINISHED_STATES,
-    HISTORY_KEEP,
-    HISTORY_TTL,
-    OPEN_STATES,
-    Delivery,
-    InboxEntry,
-    Job,
-    Part,
-    Reply,
-    State,
-    Stats,
-    Store,
-    StoredMessage,
-    sent_at,
-)
+from . import base  # the interface this store implements: its names read base.Job, base.State...
 
 READERS = 4  # read connections kept open per process (reads are short: more would only hold page caches)
 BATCH_LIMIT = 64  # writes per group commit: bounds how long a webhook write can wait behind one
 
 _BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
-_OPEN = "(" + ", ".join(f"'{state}'" for state in OPEN_STATES) + ")"
-_FINISHED = "(" + ", ".join(f"'{state}'" for state in FINISHED_STATES) + ")"
+_OPEN = "(" + ", ".join(f"'{state}'" for state in base.OPEN_STATES) + ")"
+_FINISHED = "(" + ", ".join(f"'{state}'" for state in base.FINISHED_STATES) + ")"
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS inbox (
@@ -180,8 +164,8 @@ class _Write:
     error: BaseException | None = None
 
 
-class SQLiteStore(Store):
-    def __init__(self, path: str | Path, *, write_timeout: float = 2.0, history_ttl: float = HISTORY_TTL) -> None:
+class SQLiteStore(base.Store):
+    def __init__(self, path: str | Path, *, write_timeout: float = 2.0, history_ttl: float = base.HISTORY_TTL) -> None:
         self.path = str(path)
         self.history_ttl = history_ttl
         self._write_timeout = write_timeout
@@ -440,7 +424,7 @@ class SQLiteStore(Store):
 
     # received ----------------------------------------------------------------------------------------------------
 
-    def record(self, entries: Sequence[InboxEntry]) -> list[bool]:
+    def record(self, entries: Sequence[base.InboxEntry]) -> list[bool]:
         now = time.time()
         rows = [
             (entry.id, entry.sender, entry.timestamp, json.dumps(entry.payload), entry.received_at, now)
@@ -454,7 +438,7 @@ class SQLiteStore(Store):
 
     # claimed -----------------------------------------------------------------------------------------------------
 
-    def claim(self, holder: str, lease_seconds: float) -> Job | None:
+    def claim(self, holder: str, lease_seconds: float) -> base.Job | None:
         def claim(db: sqlite3.Connection) -> sqlite3.Row | None:
             now = time.time()
             row = db.execute(_CLAIMABLE, {"now": now}).fetchone()
@@ -476,10 +460,7 @@ class SQLiteStore(Store):
             return db.execute("SELECT * FROM inbox WHERE seq = ?", (row["seq"],)).fetchone()
 
         claimed = self._apply(claim)
-        return None if claimed is None else Job.from_row(dict(claimed))
-
-    def renew(self, holder: str, message_ids: Sequence[str], lease_seconds: float) -> set[str]:
-        return self.renew_all(dict.fromkeys(message_ids, holder), lease_seconds)
+        return None if claimed is None else base.Job.from_row(dict(claimed))
 
     def renew_all(self, claims: Mapping[str, str], lease_seconds: float) -> set[str]:
         if not claims:
@@ -559,14 +540,14 @@ class SQLiteStore(Store):
             db.execute(
                 "DELETE FROM history WHERE sender = ? AND id <= "
                 "(SELECT id FROM history WHERE sender = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
-                (sender, sender, HISTORY_KEEP),
+                (sender, sender, base.HISTORY_KEEP),
             )
 
         self._apply(save)
 
     def plan_replies(
-        self, message_id: str, slot: int, recipient: str, reply_to: str | None, bodies: Sequence[str | Part]
-    ) -> list[Reply]:
+        self, message_id: str, slot: int, recipient: str, reply_to: str | None, bodies: Sequence[str | base.Part]
+    ) -> list[base.Reply]:
         def plan(db: sqlite3.Connection) -> list[sqlite3.Row]:
             exists = db.execute(
                 "SELECT 1 FROM replies WHERE message_id = ? AND slot = ? LIMIT 1", (message_id, slot)
@@ -581,7 +562,7 @@ class SQLiteStore(Store):
                 "SELECT * FROM replies WHERE message_id = ? AND slot = ? ORDER BY part", (message_id, slot)
             ).fetchall()
 
-        return [Reply.from_row(dict(row)) for row in self._apply(plan)]
+        return [base.Reply.from_row(dict(row)) for row in self._apply(plan)]
 
     def mark_sent(self, message_id: str, slot: int, part: int, wamid: str) -> None:
         def mark(db: sqlite3.Connection) -> None:
@@ -594,7 +575,7 @@ class SQLiteStore(Store):
 
     # done / failed -----------------------------------------------------------------------------------------------
 
-    def _finish(self, message_id: str, holder: str, state: State, reason: str | None) -> bool:
+    def _finish(self, message_id: str, holder: str, state: base.State, reason: str | None) -> bool:
         def finish(db: sqlite3.Connection) -> bool:
             cursor = db.execute(
                 "UPDATE inbox SET state = ?, reason = COALESCE(?, reason), holder = NULL, lease_until = 0,"
@@ -639,12 +620,12 @@ class SQLiteStore(Store):
 
     # operations --------------------------------------------------------------------------------------------------
 
-    def get(self, message_id: str) -> StoredMessage | None:
+    def get(self, message_id: str) -> base.StoredMessage | None:
         rows = self._read("SELECT * FROM inbox WHERE id = ?", (message_id,))
         if not rows:
             return None
         replies = self._read("SELECT * FROM replies WHERE message_id = ?", (message_id,))
-        return StoredMessage.from_row(dict(rows[0]), [Reply.from_row(dict(reply)) for reply in replies])
+        return base.StoredMessage.from_row(dict(rows[0]), [base.Reply.from_row(dict(reply)) for reply in replies])
 
     def requeue(self, message_id: str) -> bool:
         with self._write() as db:
@@ -663,7 +644,7 @@ class SQLiteStore(Store):
         if not rows:
             return 0
         me = rows[0]
-        mine = sent_at(me["ts"], me["received_at"])
+        mine = base.sent_at(me["ts"], me["received_at"])
         # A message sent after the window's start arrived after it too: received_at narrows the scan to the window.
         rows = self._read(
             f"SELECT COUNT(*) AS n FROM inbox WHERE sender = :sender AND received_at > :since AND {_SENT} > :since"
@@ -672,10 +653,10 @@ class SQLiteStore(Store):
         )
         return rows[0]["n"]
 
-    def stats(self) -> Stats:
+    def stats(self) -> base.Stats:
         counts = {row["state"]: row["n"] for row in self._read("SELECT state, COUNT(*) AS n FROM inbox GROUP BY state")}
         oldest = self._read(f"SELECT MIN(received_at) AS t FROM inbox WHERE state IN {_OPEN}")[0]["t"]
-        return Stats.of(counts, oldest)
+        return base.Stats.of(counts, oldest)
 
     def prune(self, older_than: float) -> int:
         with self._write() as db:
@@ -705,7 +686,7 @@ class SQLiteStore(Store):
 
     # delivery statuses and attempts ------------------------------------------------------------------------------
 
-    def record_deliveries(self, deliveries: Sequence[Delivery]) -> None:
+    def record_deliveries(self, deliveries: Sequence[base.Delivery]) -> None:
         if not deliveries:
             return
         now = time.time()
@@ -713,7 +694,7 @@ class SQLiteStore(Store):
             (
                 d.wamid,
                 d.status,
-                DELIVERY_RANK.get(d.status, 0),
+                base.DELIVERY_RANK.get(d.status, 0),
                 d.timestamp,
                 d.recipient,
                 d.error_code,
@@ -736,14 +717,14 @@ class SQLiteStore(Store):
 
         self._apply(record, urgent=True)  # the webhook's
 
-    def deliveries(self, wamids: Sequence[str]) -> dict[str, Delivery]:
+    def deliveries(self, wamids: Sequence[str]) -> dict[str, base.Delivery]:
         if not wamids:
             return {}
         marks = ",".join("?" * len(wamids))
         rows = self._read(f"SELECT * FROM deliveries WHERE wamid IN ({marks})", tuple(wamids))
         return {row["wamid"]: _delivery(row) for row in rows}
 
-    def failed_deliveries(self, limit: int) -> list[Delivery]:
+    def failed_deliveries(self, limit: int) -> list[base.Delivery]:
         rows = self._read(
             "SELECT d.*, (SELECT r.message_id FROM replies r WHERE r.wamid = d.wamid LIMIT 1) AS message_id"
             " FROM deliveries d INDEXED BY deliveries_failed WHERE d.status = 'failed'"
@@ -803,8 +784,8 @@ def _unavailable(path: str, error: sqlite3.Error) -> StoreUnavailable:
     return unavailable
 
 
-def _delivery(row: sqlite3.Row) -> Delivery:
-    return Delivery(
+def _delivery(row: sqlite3.Row) -> base.Delivery:
+    return base.Delivery(
         wamid=row["wamid"],
         status=row["status"],
         timestamp=row["ts"],
@@ -815,8 +796,8 @@ def _delivery(row: sqlite3.Row) -> Delivery:
     )
 
 
-def _planned(part: str | Part) -> tuple[str, str | None]:
+def _planned(part: str | base.Part) -> tuple[str, str | None]:
     """The body and message columns of a planned part (message NULL for text)."""
-    if isinstance(part, Part):
+    if isinstance(part, base.Part):
         return part.body, json.dumps(part.message, ensure_ascii=False)
     return part, None
