@@ -678,7 +678,7 @@ def test_dumps_escapes_like_meta_and_decodes_to_the_same_payload():
 
 
 def test_new_wamids_are_unique_and_shaped_like_meta():
-    ids = {fk.new_wamid() for _ in range(500)}
+    ids = {fk.new_wamid(fk.DEFAULT_SENDER) for _ in range(500)}
     assert len(ids) == 500
     assert all(i.startswith("wamid.HBgL") for i in ids)
 

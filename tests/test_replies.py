@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from whatsapp.cloud_api.errors import GraphFailure
+from whatsapp.cloud_api.sends import validate_send
 from whatsapp.replies import (
     Audio,
     Button,
@@ -25,7 +27,6 @@ from whatsapp.replies import (
     Video,
     media_format,
 )
-from whatsapp.testing.outbound import Refused, validate_send
 
 EXPECTED = [
     (
@@ -276,7 +277,7 @@ def test_an_upload_must_be_a_type_meta_takes_for_its_kind():
 def test_the_fake_graph_refuses_what_meta_refuses():
     body = {"messaging_product": "whatsapp", "to": "16315551234", **Buttons("Pick", ["A"]).message()}
     body["interactive"]["action"]["buttons"] *= 4
-    with pytest.raises(Refused):
+    with pytest.raises(GraphFailure):
         validate_send(body)
-    with pytest.raises(Refused, match="recipient"):
+    with pytest.raises(GraphFailure, match="recipient"):
         validate_send({"messaging_product": "whatsapp", "to": "US.13491208655302741918", "text": {"body": "x"}})

@@ -15,9 +15,10 @@ import requests
 from tests.sandbox import Simulator, new_customer, png, start_sandbox
 from whatsapp import create_app
 from whatsapp.client import GraphAPIError, MediaTooLarge
+from whatsapp.cloud_api.shapes import new_media_id
 from whatsapp.config import Settings, StoreSettings, WhatsAppSettings
 from whatsapp.sandbox import GRAPH_URL, configure
-from whatsapp.sandbox.payloads import DISPLAY_PHONE_NUMBER, PHONE_NUMBER_ID, new_media_id
+from whatsapp.sandbox.payloads import DISPLAY_PHONE_NUMBER, PHONE_NUMBER_ID
 from whatsapp.sandbox.records import StoredMedia
 from whatsapp.testing.openai_server import FakeOpenAI
 from whatsapp.testing.service import ROOT, Service

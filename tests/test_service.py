@@ -211,8 +211,8 @@ def test_the_model_failing_gets_the_customer_a_short_apology(start_service, fake
 
 def test_status_webhooks_produce_no_outbound_message(service, fakes):
     graph, model = fakes
-    statuses = [wh.status(wh.new_wamid(), s) for s in ("sent", "delivered", "read", "played")] + [
-        wh.status(wh.new_wamid(), "failed", errors=[wh.error(131047, "Re-engagement message")])
+    statuses = [wh.status(wh.new_wamid(wh.DEFAULT_SENDER), s) for s in ("sent", "delivered", "read", "played")] + [
+        wh.status(wh.new_wamid(wh.DEFAULT_SENDER), "failed", errors=[wh.error(131047, "Re-engagement message")])
     ]
     assert service.post(wh.envelope(statuses=statuses)).status_code == 200
     assert_nothing_recorded_or_sent(service, graph, model)

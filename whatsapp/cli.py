@@ -246,8 +246,9 @@ def chat(number: str, name: str) -> None:
     instance/chat.db; the real agent and model settings), and the replies the Graph API would have received
     are printed. Ctrl-D or /quit ends the chat.
     """
+    from .cloud_api.shapes import dumps, sign
     from .sandbox import current_sandbox
-    from .sandbox.payloads import dumps, message, sign, webhook
+    from .sandbox.payloads import message, webhook
     from .service import create_app
 
     settings = current_service().settings

@@ -79,12 +79,14 @@ json_values = st.recursive(
 # Built once: a strategy must draw from the same choices every time (hypothesis replays and shrinks them).
 VALID = [
     wh.webhook(wh.text_message("hello")),
-    wh.webhook(wh.image_message("media-1", caption="look"), wh.reaction_message(wh.new_wamid(), "👍")),
+    wh.webhook(wh.image_message("media-1", caption="look"), wh.reaction_message(wh.new_wamid(wh.DEFAULT_SENDER), "👍")),
     wh.webhook(wh.button_reply("b1", "Yes"), wh.list_reply("r1", "Row", description="d")),
     wh.webhook(wh.location_message(52.52, 13.4, name="Berlin"), wh.contacts_message()),
-    wh.webhook(wh.order_message(text="asap"), wh.edit_message(wh.new_wamid(), "edited")),
-    wh.webhook(wh.unsupported_message(), wh.system_message(), wh.revoke_message(wh.new_wamid())),
-    wh.envelope(statuses=[wh.status(wh.new_wamid(), "failed", errors=[wh.error(131047, "Re-engagement")])]),
+    wh.webhook(wh.order_message(text="asap"), wh.edit_message(wh.new_wamid(wh.DEFAULT_SENDER), "edited")),
+    wh.webhook(wh.unsupported_message(), wh.system_message(), wh.revoke_message(wh.new_wamid(wh.DEFAULT_SENDER))),
+    wh.envelope(
+        statuses=[wh.status(wh.new_wamid(wh.DEFAULT_SENDER), "failed", errors=[wh.error(131047, "Re-engagement")])]
+    ),
     wh.combine(wh.webhook(wh.text_message("a")), wh.webhook(wh.document_message("d1", "x.pdf"))),
 ]
 

@@ -6,8 +6,9 @@ Mounted under ``/sandbox/graph``: ``POST /<version>/<phone_number_id>/messages``
 ``GET /<version>/<media_id>`` (media lookup), ``GET /media-download/<media_id>`` (the download URL the lookup hands
 out, valid 5 minutes) and ``GET /<version>/<phone_number_id>``. Every call is recorded in the sandbox's records with
 its customer, start time and duration, so the simulator can show what the service asked of "Meta". The access token
-is checked but never recorded. Request bodies are read within ``BODY_CAP`` bytes (a send is a few KiB), chunked or
-sized, and only as :mod:`.guard` allows.
+is checked but never recorded. What Meta would refuse is refused with Meta's error, as :mod:`whatsapp.cloud_api`
+describes it (the tests' fake Graph API refuses alike). Request bodies are read within ``BODY_CAP`` bytes (a send is
+a few KiB), chunked or sized, and only as :mod:`.guard` allows.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import hashlib
 import hmac
 import json
 import re
-import secrets
 import time
 from typing import Any
 
@@ -24,9 +24,19 @@ from flask import Blueprint, Response, g, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from ..bodies import BodyTooLarge, request_body
+from ..cloud_api.errors import GraphFailure, bad_token, missing_node
+from ..cloud_api.sends import is_read, validate_read, validate_send, validate_upload
+from ..cloud_api.shapes import (
+    media_record,
+    new_media_id,
+    new_wamid,
+    phone_number_record,
+    recipient_of,
+    sent,
+)
 from ..extension import current_service
 from . import guard
-from .payloads import DISPLAY_PHONE_NUMBER, VERIFIED_NAME, new_media_id, new_wamid
+from .payloads import DISPLAY_PHONE_NUMBER, VERIFIED_NAME
 from .records import Records, StoredMedia
 from .state import current_sandbox
 
@@ -36,63 +46,8 @@ bp.before_request(guard.check)
 BODY_CAP = 256 * 1024
 UPLOAD_CAP = 101 * 1024 * 1024
 
-TEXT_LIMIT = 4096
 MEDIA_URL_SECONDS = 300
 _VERSION = re.compile(r"^v\d+\.\d+$")
-_SEND_TYPES = frozenset(
-    {
-        "text",
-        "interactive",
-        "reaction",
-        "image",
-        "audio",
-        "video",
-        "document",
-        "sticker",
-        "location",
-        "contacts",
-        "template",
-    }
-)
-_INTERACTIVE_TYPES = ("button", "list", "cta_url", "location_request_message")
-_MEDIA_TYPES = frozenset({"image", "audio", "video", "document", "sticker"})
-_TITLES = {
-    100: "Invalid parameter",
-    190: "Invalid OAuth access token - Cannot parse access token",
-    131008: "Required parameter is missing",
-    131009: "Parameter value is not valid",
-}
-
-
-class GraphFailure(Exception):
-    """A call Meta would refuse: answered in Meta's error envelope."""
-
-    def __init__(
-        self,
-        status: int,
-        code: int,
-        message: str | None = None,
-        *,
-        details: str | None = None,
-        type_: str = "OAuthException",
-        subcode: int | None = None,
-    ) -> None:
-        super().__init__(message or _TITLES.get(code, "Error"))
-        self.status = status
-        self.code = code
-        self.message = message or f"(#{code}) {_TITLES.get(code, 'Error')}"
-        self.details = details
-        self.type = type_
-        self.subcode = subcode
-
-    def envelope(self) -> dict[str, Any]:
-        error: dict[str, Any] = {"message": self.message, "type": self.type, "code": self.code}
-        if self.subcode is not None:
-            error["error_subcode"] = self.subcode
-        if self.details is not None:
-            error["error_data"] = {"messaging_product": "whatsapp", "details": self.details}
-        error["fbtrace_id"] = "A" + secrets.token_urlsafe(16)[:22]
-        return {"error": error}
 
 
 def _state() -> tuple[Records, Any]:
@@ -107,19 +62,7 @@ def _check_token(whatsapp: Any) -> None:
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     expected = whatsapp.access_token or ""
     if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected.encode()):
-        raise GraphFailure(401, 190)
-
-
-def _missing_node(node: str) -> GraphFailure:
-    return GraphFailure(
-        400,
-        100,
-        f"Unsupported {request.method.lower()} request. Object with ID '{node}' does not exist, cannot be loaded due "
-        "to missing permissions, or does not support this operation. Please read the Graph API documentation at "
-        "https://developers.facebook.com/docs/graph-api",
-        type_="GraphMethodException",
-        subcode=33,
-    )
+        raise bad_token()
 
 
 def _record(
@@ -156,27 +99,25 @@ def messages(version: str, node: str) -> Response:
     except BodyTooLarge:
         failure = GraphFailure(413, 100, f"(#100) The request body is over {BODY_CAP} bytes")
         return _json(failure.status, failure.envelope())
-    is_read = isinstance(body, dict) and "status" in body
-    customer = _customer(records, body, is_read)
-    kind = "read" if is_read else "send"
+    read = is_read(body)
+    customer = _customer(records, body, read)
+    kind = "read" if read else "send"
     try:
         _check_token(whatsapp)
         if not _VERSION.match(version) or node != whatsapp.phone_number_id:
-            raise _missing_node(node)
-        _validate_read(body) if is_read else _validate_send(body)
+            raise missing_node(node, request.method)
+        validate_read(body) if read else validate_send(body)
     except GraphFailure as failure:
         answer = failure.envelope()
         _record(records, customer, kind, started, failure.status, answer, typing=False)
         return _json(failure.status, answer)
-    if is_read:
+    if read:
         typing = (body.get("typing_indicator") or {}).get("type") == "text"
         answer = {"success": True}
         _record(records, customer, kind, started, 200, answer, wamid=body["message_id"], typing=typing)
         return _json(200, answer)
-    to = str(body.get("to") or body["recipient"])
-    wamid = new_wamid(to)
-    contact = {"input": to, "wa_id": _digits(to)} if "to" in body else {"input": to, "user_id": to}
-    answer = {"messaging_product": "whatsapp", "contacts": [contact], "messages": [{"id": wamid}]}
+    wamid = new_wamid(recipient_of(body))
+    answer = sent(body, wamid)
     records.add_customer(customer, "+" + customer if "to" in body else customer, keep_name=True)
     _record(records, customer, kind, started, 200, answer, wamid=wamid)
     return _json(200, answer)
@@ -195,13 +136,10 @@ def upload(version: str, node: str) -> Response:
     try:
         _check_token(whatsapp)
         if not _VERSION.match(version) or node != whatsapp.phone_number_id:
-            raise _missing_node(node)
+            raise missing_node(node, request.method)
         upload = request.files.get("file")
         mime_type = request.form.get("type", "")
-        if request.form.get("messaging_product") != "whatsapp":
-            raise GraphFailure(400, 100, "(#100) The parameter messaging_product is required and must be whatsapp.")
-        if upload is None or not mime_type:
-            raise GraphFailure(400, 131008, details="The parameters file and type are required.")
+        validate_upload(request.form.get("messaging_product"), upload is not None, mime_type)
         data = upload.read()
         media = StoredMedia(
             id=new_media_id(),
@@ -214,8 +152,9 @@ def upload(version: str, node: str) -> Response:
         records.put_media(media)
     except RequestEntityTooLarge:
         failure = GraphFailure(413, 100, f"(#100) The upload is over {UPLOAD_CAP} bytes")
-        _record(records, "", "upload", started, failure.status, failure.envelope())
-        return _json(failure.status, failure.envelope())
+        answer = failure.envelope()
+        _record(records, "", "upload", started, failure.status, answer)
+        return _json(failure.status, answer)
     except GraphFailure as failure:
         answer = failure.envelope()
         _record(records, "", "upload", started, failure.status, answer)
@@ -236,30 +175,18 @@ def node(version: str, node: str) -> Response:
     try:
         _check_token(whatsapp)
         if not _VERSION.match(version):
-            raise _missing_node(node)
+            raise missing_node(node, request.method)
         if kind == "phone_number":
-            answer: dict[str, Any] = {
-                "verified_name": VERIFIED_NAME,
-                "code_verification_status": "VERIFIED",
-                "display_phone_number": _display(DISPLAY_PHONE_NUMBER),
-                "quality_rating": "GREEN",
-                "platform_type": "CLOUD_API",
-                "throughput": {"level": "STANDARD"},
-                "id": node,
-            }
+            answer = phone_number_record(node, VERIFIED_NAME, DISPLAY_PHONE_NUMBER)
         elif media is None:
-            raise _missing_node(node)
+            raise missing_node(node, request.method)
         else:
             expires = int(time.time()) + MEDIA_URL_SECONDS
-            answer = {
-                "messaging_product": "whatsapp",
-                "url": f"{request.url_root}sandbox/graph/media-download/{media.id}?expires={expires}"
-                f"&sig={_url_signature(media.id, expires)}",
-                "mime_type": media.mime_type,
-                "sha256": media.sha256,
-                "file_size": len(media.data),
-                "id": media.id,
-            }
+            url = (
+                f"{request.url_root}sandbox/graph/media-download/{media.id}?expires={expires}"
+                f"&sig={_url_signature(media.id, expires)}"
+            )
+            answer = media_record(media.id, url, media.mime_type, media.sha256, len(media.data))
     except GraphFailure as failure:
         answer = failure.envelope()
         _record(records, customer, kind, started, failure.status, answer, media_id=node)
@@ -293,7 +220,7 @@ def download(media_id: str) -> Response:
     return Response(media.data, status=200, mimetype=media.mime_type)
 
 
-# validation ----------------------------------------------------------------------------------------------------
+# the request -----------------------------------------------------------------------------------------------------
 
 
 def _body() -> Any:
@@ -307,128 +234,12 @@ def _body() -> Any:
     return g.sandbox_graph_body
 
 
-def _customer(records: Records, body: Any, is_read: bool) -> str:
+def _customer(records: Records, body: Any, read: bool) -> str:
     if not isinstance(body, dict):
         return ""
-    if is_read:
+    if read:
         return records.customer_of(str(body.get("message_id") or "")) or ""
     return _digits(str(body["to"])) if body.get("to") else str(body.get("recipient") or "")
-
-
-def _common(body: Any) -> None:
-    if not isinstance(body, dict):
-        raise GraphFailure(400, 100, "(#100) The request body must be a JSON object")
-    if body.get("messaging_product") != "whatsapp":
-        raise GraphFailure(400, 100, "(#100) The parameter messaging_product is required and must be whatsapp.")
-
-
-def _validate_read(body: Any) -> None:
-    _common(body)
-    if body.get("status") != "read":
-        raise GraphFailure(400, 100, "(#100) Param status must be one of {READ}")
-    if not body.get("message_id"):
-        raise GraphFailure(400, 131008, details="The parameter message_id is required.")
-    indicator = body.get("typing_indicator")
-    if indicator is not None and (not isinstance(indicator, dict) or indicator.get("type") != "text"):
-        raise GraphFailure(400, 131009, details="typing_indicator['type'] must be text.")
-
-
-def _invalid(details: str) -> GraphFailure:
-    return GraphFailure(400, 131009, details=details)
-
-
-def _validate_send(body: Any) -> None:
-    _common(body)
-    if bool(body.get("to")) == bool(body.get("recipient")):
-        raise GraphFailure(400, 131008, details="One of the parameters to and recipient is required.")
-    type_ = body.get("type", "text")
-    if type_ not in _SEND_TYPES:
-        raise _invalid(f"Param type must be one of {sorted(_SEND_TYPES)}; got {type_!r}.")
-    content = body.get(type_)
-    if not (isinstance(content, list) and content if type_ == "contacts" else isinstance(content, dict)):
-        raise GraphFailure(400, 131008, details=f"The parameter {type_} is required.")
-    context = body.get("context")
-    if context is not None and not (isinstance(context, dict) and context.get("message_id")):
-        raise _invalid("The parameter context['message_id'] is invalid.")
-    if type_ == "text":
-        text = content.get("body")
-        if not isinstance(text, str) or not text:
-            raise GraphFailure(400, 131008, details="The parameter text['body'] is required.")
-        if len(text) > TEXT_LIMIT or len(text.encode("utf-16-le")) // 2 > TEXT_LIMIT:
-            raise GraphFailure(400, 100, f"(#100) Param text['body'] must be at most {TEXT_LIMIT} characters long.")
-    elif type_ == "interactive":
-        _validate_interactive(content)
-    elif type_ == "reaction":
-        if not content.get("message_id"):
-            raise GraphFailure(400, 131008, details="The parameter reaction['message_id'] is required.")
-    elif type_ in _MEDIA_TYPES and not (content.get("id") or content.get("link")):
-        raise GraphFailure(400, 131008, details=f"The parameter {type_}['id'] or {type_}['link'] is required.")
-    elif type_ in ("image", "video", "document") and len(content.get("caption") or "") > 1024:
-        raise _invalid(f"{type_}['caption'] must be at most 1024 characters.")
-    elif type_ == "template" and not (content.get("name") and (content.get("language") or {}).get("code")):
-        raise GraphFailure(
-            400, 131008, details="The parameters template['name'] and ['language']['code'] are required."
-        )
-    elif type_ == "location" and not all(isinstance(content.get(k), int | float) for k in ("latitude", "longitude")):
-        raise GraphFailure(400, 131008, details="The parameters location['latitude'] and ['longitude'] are required.")
-
-
-def _validate_interactive(content: dict[str, Any]) -> None:
-    kind = content.get("type")
-    text = (content.get("body") or {}).get("text")
-    if kind not in _INTERACTIVE_TYPES:
-        raise _invalid(f"interactive['type'] must be one of {', '.join(_INTERACTIVE_TYPES)}.")
-    if not isinstance(text, str) or not text:
-        raise GraphFailure(400, 131008, details="The parameter interactive['body']['text'] is required.")
-    if len(text) > 1024:
-        raise _invalid("interactive['body']['text'] must be at most 1024 characters.")
-    action = content.get("action") or {}
-    if kind == "cta_url":
-        parameters = action.get("parameters") or {}
-        text, url = parameters.get("display_text"), parameters.get("url")
-        if (
-            action.get("name") != "cta_url"
-            or not text
-            or len(text) > 20
-            or not str(url).startswith(("http://", "https://"))
-        ):
-            raise _invalid(
-                "A cta_url needs action name cta_url, display_text of 1 to 20 characters and an http(s) url."
-            )
-        return
-    if kind == "location_request_message":
-        if action != {"name": "send_location"}:
-            raise _invalid("A location request's action must be {'name': 'send_location'}.")
-        return
-    if kind == "button":
-        buttons = action.get("buttons")
-        if not isinstance(buttons, list) or not 1 <= len(buttons) <= 3:
-            raise _invalid("interactive['action']['buttons'] must hold 1 to 3 buttons.")
-        ids = set()
-        for button in buttons:
-            reply = button.get("reply") if isinstance(button, dict) else None
-            if button.get("type") != "reply" or not isinstance(reply, dict) or not reply.get("id"):
-                raise _invalid("Each button needs type 'reply' and reply['id'].")
-            if not reply.get("title") or len(reply["title"]) > 20:
-                raise _invalid("A button title must be 1 to 20 characters.")
-            ids.add(reply["id"])
-        if len(ids) != len(buttons):
-            raise _invalid("Button ids must be unique.")
-        return
-    label = action.get("button")
-    if not isinstance(label, str) or not label or len(label) > 20:
-        raise _invalid("interactive['action']['button'] must be 1 to 20 characters.")
-    sections = action.get("sections")
-    if not isinstance(sections, list) or not sections:
-        raise GraphFailure(400, 131008, details="The parameter interactive['action']['sections'] is required.")
-    rows = [row for section in sections if isinstance(section, dict) for row in section.get("rows") or []]
-    if not 1 <= len(rows) <= 10:
-        raise _invalid("A list must hold 1 to 10 rows in all.")
-    for row in rows:
-        if not isinstance(row, dict) or not row.get("id") or not row.get("title") or len(row["title"]) > 24:
-            raise _invalid("Each row needs an id and a title of 1 to 24 characters.")
-        if len(row.get("description") or "") > 72:
-            raise _invalid("A row description must be at most 72 characters.")
 
 
 def _url_signature(media_id: str, expires: int) -> str:
@@ -438,7 +249,3 @@ def _url_signature(media_id: str, expires: int) -> str:
 
 def _digits(number: str) -> str:
     return "".join(c for c in number if c.isdigit())
-
-
-def _display(number: str) -> str:
-    return f"+{number[0]} {number[1:4]}-{number[4:7]}-{number[7:]}"

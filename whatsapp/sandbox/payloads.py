@@ -1,44 +1,24 @@
-"""Webhook payloads shaped exactly like Meta's, serialised and signed like Meta.
+"""Webhook payloads shaped exactly like Meta's, for what the simulator's customers do.
 
 Meta's reference: https://developers.facebook.com/docs/whatsapp/cloud-api/webhooks/components.
 
 The simulator builds what WhatsApp would deliver for a customer's action, so the service cannot tell the sandbox from
-the real thing: same envelope, same ids, same escaping, same ``X-Hub-Signature-256``.
+the real thing: same envelope, same ids, and (from :mod:`whatsapp.cloud_api.shapes`) the same escaping and the same
+``X-Hub-Signature-256``.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import json
-import secrets
 import time
 from typing import Any
+
+from ..cloud_api.shapes import new_wamid
 
 #: The sandbox business: one WhatsApp Business Account with one phone number.
 PHONE_NUMBER_ID = "100000000000001"
 DISPLAY_PHONE_NUMBER = "15550100000"
 WABA_ID = "100000000000002"
 VERIFIED_NAME = "Sandbox Business"
-
-
-def new_wamid(chat: str) -> str:
-    """A unique id shaped like Meta's: ``wamid.`` + base64 of a small protobuf naming the chat and a random id."""
-    number = chat.encode()[:120]
-    inner = secrets.token_hex(10).upper().encode()
-    blob = b"\x15\x02\x00\x11\x18" + bytes([len(number)]) + number + b"\x12" + bytes([len(inner)]) + inner + b"\x00"
-    return "wamid." + base64.b64encode(blob).decode()
-
-
-def new_media_id() -> str:
-    """Meta's media ids are 15-16 digit numbers, as strings."""
-    return str(10**15 + secrets.randbelow(9 * 10**15))
-
-
-def sha256_b64(data: bytes) -> str:
-    """The hash as inbound webhooks carry it (base64); the media lookup gives it as hex."""
-    return base64.b64encode(hashlib.sha256(data).digest()).decode()
 
 
 def message(sender: str, type_: str, content: Any, *, context_id: str | None = None) -> dict[str, Any]:
@@ -90,13 +70,3 @@ def _envelope(value: dict[str, Any]) -> dict[str, Any]:
         "object": "whatsapp_business_account",
         "entry": [{"id": WABA_ID, "changes": [{"value": value, "field": "messages"}]}],
     }
-
-
-def dumps(payload: Any) -> bytes:
-    """Serialise like Meta: compact, non-ASCII escaped as ``\\uXXXX`` and ``/`` as ``\\/``."""
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=True).replace("/", "\\/").encode("ascii")
-
-
-def sign(body: bytes, app_secret: str) -> str:
-    """The ``X-Hub-Signature-256`` header for the exact bytes sent."""
-    return "sha256=" + hmac.new(app_secret.encode(), body, hashlib.sha256).hexdigest()

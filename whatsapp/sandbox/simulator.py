@@ -38,6 +38,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from ..bodies import BodyTooLarge, request_body
 from ..client import GraphAPIError
+from ..cloud_api.shapes import dumps, new_media_id, sha256_b64, sign
 from ..extension import current_service
 from . import ORIGIN, guard, payloads
 from .records import Records, StoredMedia
@@ -178,7 +179,7 @@ def send_media() -> ResponseReturnValue:
         return _problem(f"WhatsApp does not send a {kind} over {MEDIA_LIMITS[kind]:g} MB", 413)
     filename = os.path.basename(upload.filename or "") or None
     media = StoredMedia(
-        id=payloads.new_media_id(),
+        id=new_media_id(),
         customer=customer,
         mime_type=mime_type,
         filename=filename,
@@ -186,7 +187,7 @@ def send_media() -> ResponseReturnValue:
         data=data,
     )
     _records().put_media(media)
-    content: dict[str, Any] = {"mime_type": mime_type, "sha256": payloads.sha256_b64(data), "id": media.id}
+    content: dict[str, Any] = {"mime_type": mime_type, "sha256": sha256_b64(data), "id": media.id}
     caption = request.form.get("caption", "").strip()
     if caption and kind in ("image", "video", "document"):
         content["caption"] = caption
@@ -297,11 +298,11 @@ def _post_webhook(app: Any, customer: str, wamid: str | None, payload: dict[str,
     sandbox = current_sandbox(app)
     records: Records = sandbox.records
     secret = current_service(app).settings.whatsapp.app_secret or ""
-    body = payloads.dumps(payload)
+    body = dumps(payload)
     headers = {
         "Content-Type": "application/json",
         "User-Agent": "facebookexternalua",
-        "X-Hub-Signature-256": payloads.sign(body, secret),
+        "X-Hub-Signature-256": sign(body, secret),
     }
     started = time.time()
     result: dict[str, Any] = {"url": WEBHOOK_PATH, "via": "in-process", "signed": True, "bytes": len(body)}

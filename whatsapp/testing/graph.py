@@ -8,22 +8,31 @@ the answer given. Failures are scripted with ``fail_next`` and served in Meta's 
 
 from __future__ import annotations
 
-import base64
 import email.policy
 import hashlib
-import itertools
 import re
-import secrets
 import threading
-import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.parser import BytesParser
 from typing import Any
 
+from ..cloud_api.errors import GraphFailure, bad_token, missing_node
+from ..cloud_api.sends import is_read, validate_read, validate_send, validate_upload
+from ..cloud_api.shapes import (
+    media_record,
+    new_media_id,
+    new_wamid,
+    phone_number_record,
+    recipient_of,
+    sent,
+    sha256_b64,
+)
 from .http import FakeServer, Recorded, Request, Response
-from .outbound import Refused, recipient_of, validate_send
+from .webhooks import DISPLAY_NUMBER, PHONE_NUMBER_ID
+
+VERIFIED_NAME = "Test Business"
 
 _VERSION = r"v\d+\.\d+"
 _MESSAGES_PATH = re.compile(rf"^/(?P<version>{_VERSION})/(?P<node>[^/]+)/messages/?$")
@@ -31,30 +40,11 @@ _MEDIA_PATH = re.compile(rf"^/(?P<version>{_VERSION})/(?P<node>[^/]+)/media/?$")
 _NODE_PATH = re.compile(rf"^/(?P<version>{_VERSION})/(?P<node>[^/]+)/?$")
 _DOWNLOAD_PATH = re.compile(r"^/media-download/(?P<media_id>[^/]+)$")
 
-# Titles Meta uses for the codes the service meets; the message reads "(#<code>) <title>".
-_TITLES = {
-    1: "An unknown error occurred",
-    2: "Service temporarily unavailable",
-    4: "Application request limit reached",
-    100: "Invalid parameter",
-    190: "Invalid OAuth access token - Cannot parse access token",
-    80007: "Rate limit issues",
-    130429: "Rate limit hit",
-    131000: "Something went wrong",
-    131008: "Required parameter is missing",
-    131009: "Parameter value is not valid",
-    131016: "Service unavailable",
-    131026: "Message undeliverable",
-    131047: "Re-engagement message",
-    131048: "Spam rate limit hit",
-    131056: "(Business Account, Consumer Account) pair rate limit hit",
-    133010: "Account not registered",
-}
 _CODE_FOR_STATUS = {401: 190, 429: 130429, 500: 131000, 503: 131016}
 
 
 @dataclass(frozen=True)
-class GraphFailure:
+class ScriptedFailure:
     """A canned error answer for the next send (or mark-read). ``raw`` replaces the JSON envelope (a proxy page)."""
 
     status: int
@@ -83,63 +73,27 @@ class FakeMedia:
 
     @property
     def sha256_b64(self) -> str:
-        return base64.b64encode(hashlib.sha256(self.data).digest()).decode()
+        return sha256_b64(self.data)
 
 
-def _fbtrace_id() -> str:
-    return "A" + secrets.token_urlsafe(16)[:22]
-
-
-def graph_error(
-    status: int,
-    code: int,
-    message: str | None = None,
-    *,
-    type_: str = "OAuthException",
-    subcode: int | None = None,
-    details: str | None = None,
-    headers: tuple[tuple[str, str], ...] = (),
-) -> Response:
-    """Meta's error envelope (doc section 7)."""
-    error: dict[str, Any] = {
-        "message": message if message is not None else f"(#{code}) {_TITLES.get(code, 'Error')}",
-        "type": type_,
-        "code": code,
-    }
-    if subcode is not None:
-        error["error_subcode"] = subcode
-    if details is not None:
-        error["error_data"] = {"messaging_product": "whatsapp", "details": details}
-    error["fbtrace_id"] = _fbtrace_id()
-    return Response.of_json(status, {"error": error}, headers=headers)
-
-
-def _missing_node(node: str, method: str) -> Response:
-    return graph_error(
-        400,
-        100,
-        f"Unsupported {method.lower()} request. Object with ID '{node}' does not exist, cannot be loaded due "
-        "to missing permissions, or does not support this operation. Please read the Graph API "
-        "documentation at https://developers.facebook.com/docs/graph-api",
-        type_="GraphMethodException",
-        subcode=33,
-    )
+def graph_error(failure: GraphFailure, headers: tuple[tuple[str, str], ...] = ()) -> Response:
+    """Meta's error envelope (doc section 7) as the fake's answer."""
+    return Response.of_json(failure.status, failure.envelope(), headers=headers)
 
 
 class FakeGraph(FakeServer):
     """Meta's Graph API for one business phone number: sends, mark-read, media, phone-number info."""
 
-    def __init__(self, access_token: str = "test-token", phone_number_id: str = "106540352242922") -> None:
+    def __init__(self, access_token: str = "test-token", phone_number_id: str = PHONE_NUMBER_ID) -> None:
         super().__init__()
         self.access_token = access_token
         self.phone_number_id = phone_number_id
         self._cond = threading.Condition()
         self._calls: list[Recorded] = []
-        self._send_failures: deque[GraphFailure | None] = deque()  # None lets one call through
-        self._read_failures: deque[GraphFailure | None] = deque()
+        self._send_failures: deque[ScriptedFailure | None] = deque()  # None lets one call through
+        self._read_failures: deque[ScriptedFailure | None] = deque()
         self._media: dict[str, FakeMedia] = {}
         self._expired_media: set[str] = set()
-        self._counter = itertools.count(1)
 
     # -- scripting ---------------------------------------------------------------------------------------
 
@@ -187,7 +141,7 @@ class FakeGraph(FakeServer):
         code = code if code is not None else _CODE_FOR_STATUS.get(status, 100)
         if message is not None and not message.startswith("("):
             message = f"(#{code}) {message}"
-        failure = GraphFailure(status, code, message or "", subcode, details, retry_after, raw)
+        failure = ScriptedFailure(status, code, message or "", subcode, details, retry_after, raw)
         with self._cond:
             (self._read_failures if reads else self._send_failures).extend([None] * after + [failure] * n)
 
@@ -298,56 +252,50 @@ class FakeGraph(FakeServer):
         if request.bearer() != self.access_token:
             kind = "other"
             if request.path.endswith("/messages"):
-                kind = "read" if isinstance(request.json(), dict) and "status" in request.json() else "send"
-            return self._record(request, graph_error(401, 190), kind=kind, wamid=None)
+                kind = "read" if is_read(request.json()) else "send"
+            return self._record(request, graph_error(bad_token()), kind=kind, wamid=None)
         if (match := _MESSAGES_PATH.match(request.path)) and request.method == "POST":
             return self._messages(request, match["node"])
         if (match := _MEDIA_PATH.match(request.path)) and request.method == "POST":
             return self._upload(request, match["node"])
         if (match := _NODE_PATH.match(request.path)) and request.method == "GET":
             return self._node(request, match["node"])
-        response = graph_error(400, 2500, f"Unknown path components: {request.path}")
+        response = graph_error(GraphFailure(400, 2500, f"Unknown path components: {request.path}"))
         return self._record(request, response, kind="other")
 
     def _messages(self, request: Request, node: str) -> Response:
         body = request.json()
-        is_read = isinstance(body, dict) and "status" in body
-        kind = "read" if is_read else "send"
-        if node != self.phone_number_id:
-            return self._record(request, _missing_node(node, "POST"), kind=kind, wamid=None)
-        problem = _validate_read(body) if is_read else _validate_send(body)
-        if problem is not None:
-            return self._record(request, problem, kind=kind, wamid=None)
+        read = is_read(body)
+        kind = "read" if read else "send"
+        try:
+            if node != self.phone_number_id:
+                raise missing_node(node, "POST")
+            validate_read(body) if read else validate_send(body)
+        except GraphFailure as failure:
+            return self._record(request, graph_error(failure), kind=kind, wamid=None)
         with self._cond:
-            queue = self._read_failures if is_read else self._send_failures
-            failure = queue.popleft() if queue else None
-        if failure is not None:
-            return self._record(request, _failure_response(failure), kind=kind, wamid=None, scripted=True)
-        if is_read:
+            queue = self._read_failures if read else self._send_failures
+            scripted = queue.popleft() if queue else None
+        if scripted is not None:
+            return self._record(request, _scripted_response(scripted), kind=kind, wamid=None, scripted=True)
+        if read:
             return self._record(request, Response.of_json(200, {"success": True}), kind=kind, wamid=None)
-        to = recipient_of(body)
-        wamid = "wamid." + base64.b64encode(f"FAKE:{to}:{next(self._counter)}:{uuid.uuid4().hex}".encode()).decode()
-        answer = {
-            "messaging_product": "whatsapp",
-            "contacts": [{"input": to, "wa_id" if "to" in body else "user_id": to}],
-            "messages": [{"id": wamid}],
-        }
-        return self._record(request, Response.of_json(200, answer), kind=kind, wamid=wamid)
+        wamid = new_wamid(recipient_of(body))
+        return self._record(request, Response.of_json(200, sent(body, wamid)), kind=kind, wamid=wamid)
 
     def _upload(self, request: Request, node: str) -> Response:
         """``POST /<phone_number_id>/media`` (multipart: file, type, messaging_product): the media becomes
         resolvable and downloadable under a new id, as Meta's uploads are."""
-        if node != self.phone_number_id:
-            return self._record(request, _missing_node(node, "POST"), kind="upload")
         fields = _multipart(request)
-        if fields.get("messaging_product", (b"", ""))[0] != b"whatsapp":
-            return self._record(
-                request, graph_error(400, 100, "(#100) The parameter messaging_product is required."), kind="upload"
-            )
-        if "file" not in fields or not fields.get("type"):
-            return self._record(request, _invalid(131008, "The parameters file and type are required."), kind="upload")
+        try:
+            if node != self.phone_number_id:
+                raise missing_node(node, "POST")
+            product = fields.get("messaging_product", (b"", ""))[0].decode(errors="replace")
+            validate_upload(product, "file" in fields, fields.get("type", (b"", ""))[0].decode(errors="replace"))
+        except GraphFailure as failure:
+            return self._record(request, graph_error(failure), kind="upload")
         data, mime_type = fields["file"]
-        media_id = str(next(self._counter) + 900_000_000_000)
+        media_id = new_media_id()
         self.add_media(media_id, data, fields["type"][0].decode())
         return self._record(
             request, Response.of_json(200, {"id": media_id}), kind="upload", media_id=media_id, mime_type=mime_type
@@ -359,31 +307,17 @@ class FakeGraph(FakeServer):
 
     def _node(self, request: Request, node: str) -> Response:
         if node == self.phone_number_id:
-            info = {
-                "verified_name": "Test Business",
-                "code_verification_status": "VERIFIED",
-                "display_phone_number": "+1 555-078-3881",
-                "quality_rating": "GREEN",
-                "platform_type": "CLOUD_API",
-                "throughput": {"level": "STANDARD"},
-                "id": node,
-            }
+            info = phone_number_record(node, VERIFIED_NAME, DISPLAY_NUMBER)
             return self._record(request, Response.of_json(200, info), kind="phone_number")
         with self._cond:
             media = self._media.get(node)
             self._expired_media.discard(node)
         if media is None:
-            response = _missing_node(node, "GET")
+            response = graph_error(missing_node(node, "GET"))
             return self._record(request, response, kind="media_lookup", media_id=node, authorized=True)
         size: int | str = media.declared_size if media.declared_size is not None else len(media.data)
-        answer = {
-            "messaging_product": "whatsapp",
-            "url": media.url or f"{self.url}/media-download/{media.id}",
-            "mime_type": media.mime_type,
-            "sha256": media.sha256,
-            "file_size": str(size) if media.size_as_string else size,
-            "id": media.id,
-        }
+        url = media.url or f"{self.url}/media-download/{media.id}"
+        answer = media_record(media.id, url, media.mime_type, media.sha256, str(size) if media.size_as_string else size)
         return self._record(request, Response.of_json(200, answer), kind="media_lookup", media_id=node, authorized=True)
 
     def _download(self, request: Request, media_id: str) -> Response:
@@ -392,7 +326,7 @@ class FakeGraph(FakeServer):
             media = self._media.get(media_id)
             expired = media_id in self._expired_media
         if not authorized:
-            response = graph_error(401, 190)
+            response = graph_error(bad_token())
         elif media is None or expired:
             response = Response(404, b"URL signature expired", content_type="text/plain")
         else:
@@ -423,51 +357,11 @@ def _is_delivered_send(call: Recorded, to: str | None, type_: str | None) -> boo
     return (to is None or recipient_of(call.json) == to) and (type_ is None or call.json.get("type", "text") == type_)
 
 
-def _invalid(code: int, details: str) -> Response:
-    return graph_error(400, code, details=details)
-
-
-def _validate_common(body: Any) -> Response | None:
-    if not isinstance(body, dict):
-        return graph_error(400, 100, "(#100) The request body must be a JSON object")
-    if "messaging_product" not in body:
-        return graph_error(400, 100, "(#100) The parameter messaging_product is required.")
-    if body["messaging_product"] != "whatsapp":
-        return graph_error(400, 100, "(#100) Param messaging_product must be one of {WHATSAPP}")
-    return None
-
-
-def _validate_read(body: Any) -> Response | None:
-    if (problem := _validate_common(body)) is not None:
-        return problem
-    if body.get("status") != "read":
-        return graph_error(400, 100, "(#100) Param status must be one of {READ}")
-    if not body.get("message_id"):
-        return _invalid(131008, "The parameter message_id is required.")
-    return None
-
-
-def _validate_send(body: Any) -> Response | None:
-    if (problem := _validate_common(body)) is not None:
-        return problem
-    try:
-        validate_send(body)
-    except Refused as refused:
-        if refused.code == 100:
-            return graph_error(400, 100, f"(#100) {refused.details}")
-        return _invalid(refused.code, refused.details)
-    return None
-
-
-def _failure_response(failure: GraphFailure) -> Response:
-    headers = (("Retry-After", f"{failure.retry_after:g}"),) if failure.retry_after is not None else ()
-    if failure.raw is not None:
-        return Response(failure.status, failure.raw, content_type="text/html", headers=headers)
-    return graph_error(
-        failure.status,
-        failure.code,
-        failure.message or None,
-        subcode=failure.subcode,
-        details=failure.details,
-        headers=headers,
+def _scripted_response(scripted: ScriptedFailure) -> Response:
+    headers = (("Retry-After", f"{scripted.retry_after:g}"),) if scripted.retry_after is not None else ()
+    if scripted.raw is not None:
+        return Response(scripted.status, scripted.raw, content_type="text/html", headers=headers)
+    failure = GraphFailure(
+        scripted.status, scripted.code, scripted.message or None, subcode=scripted.subcode, details=scripted.details
     )
+    return graph_error(failure, headers)

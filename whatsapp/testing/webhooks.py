@@ -18,13 +18,16 @@ string; pass an int to send one), ``context_id`` (makes it a reply to that wamid
 from __future__ import annotations
 
 import base64
-import hashlib
-import hmac
 import json
 import secrets
 import time
 from collections.abc import Iterable, Sequence
 from typing import Any
+
+# Serialised and signed as the sandbox serialises and signs: one definition of each, here for a test's convenience.
+from ..cloud_api.shapes import dumps as dumps
+from ..cloud_api.shapes import new_wamid as new_wamid
+from ..cloud_api.shapes import sign as sign
 
 PHONE_NUMBER_ID = "106540352242922"
 DISPLAY_NUMBER = "15550783881"
@@ -37,14 +40,6 @@ DEFAULT_CATALOG_ID = "194836987003835"
 #: An hour before the tests started: ordered timestamps count from it (``str(RECENT + n)``). A fixed date would
 #: fall out of the retention window, and the service drops a message sent before it.
 RECENT = int(time.time()) - 3600
-
-
-def new_wamid(sender: str = DEFAULT_SENDER) -> str:
-    """A unique id shaped like Meta's: ``wamid.`` + base64 of a small protobuf naming the chat and a random id."""
-    chat = sender.encode()[:120]
-    inner = secrets.token_hex(10).upper().encode()
-    blob = b"\x1c\x18" + bytes([len(chat)]) + chat + b"\x15\x02\x00\x12\x18" + bytes([len(inner)]) + inner + b"\x00"
-    return "wamid." + base64.b64encode(blob).decode()
 
 
 def _sha256() -> str:
@@ -438,13 +433,3 @@ def webhook(
 def combine(*payloads: dict) -> dict:
     """Several webhook payloads as one POST with several entries, as Meta batches them."""
     return {"object": "whatsapp_business_account", "entry": [e for p in payloads for e in p["entry"]]}
-
-
-def dumps(payload: Any) -> bytes:
-    """Serialise like Meta: compact, non-ASCII escaped as ``\\uXXXX`` and ``/`` as ``\\/``."""
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=True).replace("/", "\\/").encode("ascii")
-
-
-def sign(body: bytes, app_secret: str) -> str:
-    """The ``X-Hub-Signature-256`` header value for ``body`` (the exact bytes sent)."""
-    return "sha256=" + hmac.new(app_secret.encode(), body, hashlib.sha256).hexdigest()

@@ -1,14 +1,20 @@
-"""What Graph accepts on ``POST /<phone_number_id>/messages``: the documented shapes and limits of every message type.
+"""What Graph accepts on ``POST /<phone_number_id>/messages``: the documented shapes and limits of every send, and
+of a mark-read.
 
-The fake Graph API answers a send that breaks any of these with the error Meta gives (131008 for a missing parameter,
-131009 or 100 for a bad value), so an end-to-end test fails on a body Meta would refuse. Shapes and limits are the
-ones of Meta's messages reference (https://developers.facebook.com/docs/whatsapp/cloud-api/reference/messages).
+A body that breaks any of these raises the :class:`~.errors.GraphFailure` Meta answers with (131008 for a missing
+parameter, 131009 or 100 for a bad value), so the sandbox refuses what Meta would, and an end-to-end test fails on a
+body Meta would refuse. Shapes and limits are the ones of Meta's messages reference
+(https://developers.facebook.com/docs/whatsapp/cloud-api/reference/messages). They are written out here, not taken
+from :mod:`whatsapp.replies`: the service's replies are checked against them.
 """
 
 from __future__ import annotations
 
 import re
 from typing import Any
+
+from ..formatting import utf16_len
+from .errors import GraphFailure, bad_parameter, invalid, missing
 
 TEXT_BODY_LIMIT = 4096
 CAPTION_LIMIT = 1024
@@ -44,34 +50,44 @@ _ALLOWED_KEYS = {
 }
 
 
-class Refused(Exception):
-    """Graph would answer this send with ``code`` (and HTTP 400); ``details`` goes to ``error_data.details``."""
-
-    def __init__(self, code: int, details: str) -> None:
-        super().__init__(details)
-        self.code = code
-        self.details = details
+def is_read(body: Any) -> bool:
+    """A call to ``/messages`` that marks a message read (and may show "typing…") rather than sends one."""
+    return isinstance(body, dict) and "status" in body
 
 
-def missing(name: str) -> Refused:
-    return Refused(131008, f"The parameter {name} is required.")
+def validate_read(body: Any) -> None:
+    """Raise :class:`~.errors.GraphFailure` for a mark-read body Graph would refuse."""
+    _validate_common(body)
+    if body.get("status") != "read":
+        raise bad_parameter("Param status must be one of {READ}")
+    if not body.get("message_id"):
+        raise missing("message_id")
+    indicator = body.get("typing_indicator")
+    if indicator is not None and (not isinstance(indicator, dict) or indicator.get("type") != "text"):
+        raise invalid("typing_indicator['type'] must be text.")
 
 
-def invalid(details: str) -> Refused:
-    return Refused(131009, details)
+def validate_upload(messaging_product: str | None, has_file: bool, mime_type: str | None) -> None:
+    """Raise :class:`~.errors.GraphFailure` for a media upload (multipart: file, type, messaging_product) Graph would
+    refuse."""
+    if messaging_product != "whatsapp":
+        raise bad_parameter("The parameter messaging_product is required and must be whatsapp.")
+    if not has_file or not mime_type:
+        raise GraphFailure(400, 131008, details="The parameters file and type are required.")
 
 
-def utf16_units(text: str) -> int:
-    return len(text.encode("utf-16-le")) // 2
+def _validate_common(body: Any) -> None:
+    if not isinstance(body, dict):
+        raise bad_parameter("The request body must be a JSON object")
+    if "messaging_product" not in body:
+        raise bad_parameter("The parameter messaging_product is required.")
+    if body["messaging_product"] != "whatsapp":
+        raise bad_parameter("Param messaging_product must be one of {WHATSAPP}")
 
 
-def recipient_of(body: dict) -> str:
-    """Who a send is addressed to: ``to`` (a phone number) or ``recipient`` (a business-scoped user id)."""
-    return str(body.get("to") or body.get("recipient") or "")
-
-
-def validate_send(body: dict) -> None:
-    """Raise :class:`Refused` for a send body Graph would refuse (``messaging_product`` is checked before)."""
+def validate_send(body: Any) -> None:
+    """Raise :class:`~.errors.GraphFailure` for a send body Graph would refuse."""
+    _validate_common(body)
     _validate_addressing(body)
     type_ = body.get("type", "text")  # Graph defaults the type to text
     if type_ not in SEND_TYPES:
@@ -86,7 +102,7 @@ def validate_send(body: dict) -> None:
             raise invalid(f"Param {type_} must be an object.")
         unknown = set(content) - _ALLOWED_KEYS.get(type_, set(content))
         if unknown:
-            raise Refused(100, f"Unexpected key(s) {sorted(unknown)} in {type_}.")
+            raise bad_parameter(f"Unexpected key(s) {sorted(unknown)} in {type_}.")
         _VALIDATORS[type_](content, type_)
     context = body.get("context")
     if context is not None and not (isinstance(context, dict) and context.get("message_id")):
@@ -112,8 +128,8 @@ def _text_of(value: Any, name: str, limit: int, required: bool = True) -> str | 
         return None
     if not isinstance(value, str) or not value:
         raise missing(name)
-    if len(value) > limit or utf16_units(value) > limit:
-        raise Refused(100, f"Param {name} must be at most {limit} characters long.")
+    if len(value) > limit or utf16_len(value) > limit:
+        raise bad_parameter(f"Param {name} must be at most {limit} characters long.")
     return value
 
 
