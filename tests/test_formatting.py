@@ -10,11 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from whatsapp.formatting import MAX_TEXT, format_reply, split_message, to_whatsapp
-
-
-def utf16(text: str) -> int:
-    return len(text.encode("utf-16-le")) // 2
+from whatsapp.formatting import MAX_TEXT, format_reply, split_message, to_whatsapp, utf16_len
 
 
 def squash(text: str) -> str:
@@ -31,7 +27,7 @@ def assert_within_limit(parts: list[str], limit: int) -> None:
         assert part, "empty part"
         assert part == part.strip(), "part not trimmed"
         assert len(part) <= limit, f"{len(part)} code points > {limit}"
-        assert utf16(part) <= limit, f"{utf16(part)} UTF-16 units > {limit}"
+        assert utf16_len(part) <= limit, f"{utf16_len(part)} UTF-16 units > {limit}"
 
 
 def assert_no_word_cut(text: str, parts: list[str], limit: int) -> None:
@@ -40,7 +36,7 @@ def assert_no_word_cut(text: str, parts: list[str], limit: int) -> None:
     got = [token for part in parts for token in part.split()]
     i = 0
     for token in text.split():
-        if utf16(token) <= limit:
+        if utf16_len(token) <= limit:
             assert got[i] == token, f"token {token!r} came back as {got[i]!r}"
             i += 1
             continue
@@ -144,7 +140,7 @@ def test_code_blocks_stay_whole_when_they_fit_and_every_part_renders_as_code(
     for part in parts:
         assert part.count("```") % 2 == 0, f"unbalanced fence in {part!r}"
     for _, block in pieces:
-        if utf16(block) <= limit:
+        if utf16_len(block) <= limit:
             assert any(block in part for part in parts), "a code block that fits was cut"
     assert squash("".join(parts)).replace("```", "") == squash(text).replace("```", "")
 

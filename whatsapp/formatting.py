@@ -272,7 +272,7 @@ class _Measure:
 
     def __init__(self, text: str) -> None:
         self.n = len(text)
-        has_astral = len(text.encode("utf-16-le")) != 2 * self.n
+        has_astral = utf16_len(text) != self.n
         self.astral = [m.start() for m in _ASTRAL.finditer(text)] if has_astral else []
 
     def cost(self, s: int, e: int) -> int:

@@ -6,7 +6,7 @@ Graph 400 at run time. ``message()`` is the object Graph's ``/messages`` takes (
 whatsapp-cloud-api.md section 5); the handler adds the addressing and threading, records it in the reply log and sends
 it exactly once, like text. ``summary()`` is what a person (and the model, in history) reads of it.
 
-This module imports nothing from the rest of the project.
+It imports from the rest of the project only :class:`ReplyError` (the error tree) and :func:`.formatting.utf16_len`.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 from .errors import ReplyError
+from .formatting import utf16_len
 
 # Meta's limits (whatsapp-cloud-api.md section 5).
 TEXT_LIMIT = 4096
@@ -77,16 +78,12 @@ _TEMPLATE_NAME = re.compile(r"^[a-z0-9_]{1,512}$")
 _LANGUAGE = re.compile(r"^[a-z]{2,3}(_[A-Za-z]{2,4})?$")
 
 
-def _utf16(text: str) -> int:
-    return len(text.encode("utf-16-le")) // 2
-
-
 def _text(value: object, what: str, limit: int, *, required: bool = True) -> str | None:
     if value is None and not required:
         return None
     if not isinstance(value, str) or not value.strip():
         raise ReplyError(f"{what} is required and must be non-empty text")
-    if len(value) > limit or _utf16(value) > limit:
+    if len(value) > limit or utf16_len(value) > limit:
         raise ReplyError(f"{what} is {len(value)} characters; Meta's limit is {limit}: {_short(value)!r}")
     return value
 

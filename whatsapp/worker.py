@@ -27,6 +27,7 @@ from .errors import LostClaim, StoreUnavailable
 from .failures import describe, failure_class
 from .pool import ElasticPool
 from .privacy import tag
+from .processes import pid_alive
 from .store import Job, State, Store
 
 log = logging.getLogger("whatsapp.worker")
@@ -49,22 +50,6 @@ class JobHandler(Protocol):
 def retry_delay(attempt: int, base: float) -> float:
     """Backoff after the ``attempt``-th failure: base, 3x base, 9x base... with 20 % jitter."""
     return base * 3 ** (attempt - 1) * random.uniform(0.8, 1.2)
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie is dead for our purposes
-    except FileNotFoundError:
-        return False
-    except OSError:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
 
 
 class Worker:

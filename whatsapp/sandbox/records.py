@@ -18,6 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..processes import pid_alive
+
 #: How long a "typing…" indicator lasts without a reply, as on WhatsApp.
 TYPING_SECONDS = 25.0
 #: Events and media older than this are dropped at start-up (Meta keeps inbound media 7 days).
@@ -85,7 +87,7 @@ class Records:
         with self._connect() as db:
             for (name,) in db.execute("SELECT name FROM shared WHERE name LIKE 'run:%'").fetchall():
                 other = int(name.removeprefix("run:"))
-                if other != pid and not _alive(other):
+                if other != pid and not pid_alive(other):
                     db.execute("DELETE FROM shared WHERE name = ?", (name,))
             return (
                 db.execute("INSERT OR IGNORE INTO shared (name, value) VALUES (?, '')", (f"run:{pid}",)).rowcount == 1
@@ -213,13 +215,3 @@ class Records:
             db.execute("PRAGMA synchronous = NORMAL")
             self._local.db, self._local.pid = db, os.getpid()
         return db
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, but someone else's
-        pass
-    return True

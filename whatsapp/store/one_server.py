@@ -16,6 +16,7 @@ import socket
 from pathlib import Path
 
 from ..config import ConfigError
+from ..processes import pid_alive, start_time
 
 
 def hold(database: str | os.PathLike[str], run: int) -> None:
@@ -24,7 +25,7 @@ def hold(database: str | os.PathLike[str], run: int) -> None:
     Raises :class:`ConfigError` when another server of this machine, still running, holds it.
     """
     marker = Path(f"{database}.server")
-    me = {"host": socket.gethostname(), "pid": run, "started": _start_time(run)}
+    me = {"host": socket.gethostname(), "pid": run, "started": start_time(run)}
     with open(marker, "a+", encoding="utf-8") as file:
         fcntl.flock(file, fcntl.LOCK_EX)  # two servers booting at once: one reads, decides and writes at a time
         file.seek(0)
@@ -45,21 +46,6 @@ def hold(database: str | os.PathLike[str], run: int) -> None:
 
 def _running(holder: dict) -> bool:
     pid = holder.get("pid")
-    if not isinstance(pid, int):
+    if not isinstance(pid, int) or not pid_alive(pid):
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, another user's
-        pass
-    return _start_time(pid) == holder.get("started")  # not a new process that was given a dead server's pid
-
-
-def _start_time(pid: int) -> str | None:
-    """When ``pid`` started (Linux: clock ticks since boot), or None where /proc is missing (macOS)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[19]
+    return start_time(pid) == holder.get("started")  # not a new process that was given a dead server's pid
