@@ -18,17 +18,9 @@ from dataclasses import dataclass
 from email.parser import BytesParser
 from typing import Any
 
+from ..cloud_api import shapes
 from ..cloud_api.errors import GraphFailure, bad_token, missing_node
 from ..cloud_api.sends import is_read, validate_read, validate_send, validate_upload
-from ..cloud_api.shapes import (
-    media_record,
-    new_media_id,
-    new_wamid,
-    phone_number_record,
-    recipient_of,
-    sent,
-    sha256_b64,
-)
 from .http import FakeServer, Recorded, Request, Response
 from .webhooks import DISPLAY_NUMBER, PHONE_NUMBER_ID
 
@@ -73,7 +65,7 @@ class FakeMedia:
 
     @property
     def sha256_b64(self) -> str:
-        return sha256_b64(self.data)
+        return shapes.sha256_b64(self.data)
 
 
 def graph_error(failure: GraphFailure, headers: tuple[tuple[str, str], ...] = ()) -> Response:
@@ -199,7 +191,7 @@ class FakeGraph(FakeServer):
     def _texts(self, to: str | None) -> list[dict[str, Any]]:
         return [
             {
-                "to": recipient_of(c.json),
+                "to": shapes.recipient_of(c.json),
                 "body": c.json["text"]["body"],
                 "reply_to": (c.json.get("context") or {}).get("message_id"),
                 "wamid": c.extra["wamid"],
@@ -280,8 +272,8 @@ class FakeGraph(FakeServer):
             return self._record(request, _scripted_response(scripted), kind=kind, wamid=None, scripted=True)
         if read:
             return self._record(request, Response.of_json(200, {"success": True}), kind=kind, wamid=None)
-        wamid = new_wamid(recipient_of(body))
-        return self._record(request, Response.of_json(200, sent(body, wamid)), kind=kind, wamid=wamid)
+        wamid = shapes.new_wamid(shapes.recipient_of(body))
+        return self._record(request, Response.of_json(200, shapes.sent(body, wamid)), kind=kind, wamid=wamid)
 
     def _upload(self, request: Request, node: str) -> Response:
         """``POST /<phone_number_id>/media`` (multipart: file, type, messaging_product): the media becomes
@@ -295,7 +287,7 @@ class FakeGraph(FakeServer):
         except GraphFailure as failure:
             return self._record(request, graph_error(failure), kind="upload")
         data, mime_type = fields["file"]
-        media_id = new_media_id()
+        media_id = shapes.new_media_id()
         self.add_media(media_id, data, fields["type"][0].decode())
         return self._record(
             request, Response.of_json(200, {"id": media_id}), kind="upload", media_id=media_id, mime_type=mime_type
@@ -307,7 +299,7 @@ class FakeGraph(FakeServer):
 
     def _node(self, request: Request, node: str) -> Response:
         if node == self.phone_number_id:
-            info = phone_number_record(node, VERIFIED_NAME, DISPLAY_NUMBER)
+            info = shapes.phone_number_record(node, VERIFIED_NAME, DISPLAY_NUMBER)
             return self._record(request, Response.of_json(200, info), kind="phone_number")
         with self._cond:
             media = self._media.get(node)
@@ -317,7 +309,8 @@ class FakeGraph(FakeServer):
             return self._record(request, response, kind="media_lookup", media_id=node, authorized=True)
         size: int | str = media.declared_size if media.declared_size is not None else len(media.data)
         url = media.url or f"{self.url}/media-download/{media.id}"
-        answer = media_record(media.id, url, media.mime_type, media.sha256, str(size) if media.size_as_string else size)
+        size = str(size) if media.size_as_string else size
+        answer = shapes.media_record(media.id, url, media.mime_type, media.sha256, size)
         return self._record(request, Response.of_json(200, answer), kind="media_lookup", media_id=node, authorized=True)
 
     def _download(self, request: Request, media_id: str) -> Response:
@@ -354,7 +347,8 @@ def _multipart(request: Request) -> dict[str, tuple[bytes, str]]:
 def _is_delivered_send(call: Recorded, to: str | None, type_: str | None) -> bool:
     if call.extra.get("kind") != "send" or call.status != 200:
         return False
-    return (to is None or recipient_of(call.json) == to) and (type_ is None or call.json.get("type", "text") == type_)
+    addressed = to is None or shapes.recipient_of(call.json) == to
+    return addressed and (type_ is None or call.json.get("type", "text") == type_)
 
 
 def _scripted_response(scripted: ScriptedFailure) -> Response:
