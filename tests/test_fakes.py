@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -13,6 +15,7 @@ import requests
 
 from whatsapp.testing.graph import FakeGraph
 from whatsapp.testing.openai_server import Fail, FakeOpenAI, tool_call
+from whatsapp.testing.service import ROOT
 
 TOKEN = "test-token"
 PHONE_ID = "106540352242922"
@@ -408,3 +411,20 @@ def test_wait_for_texts_timeout_names_what_did_arrive(graph: FakeGraph) -> None:
 
     with pytest.raises(AssertionError, match=r"expected 2 text\(s\).*got 1.*the only one.*\(400, 131026\)"):
         graph.wait_for_texts(2, timeout=0.05)
+
+
+def test_the_live_service_never_imports_the_fakes_or_metas_shapes(tmp_path) -> None:
+    """``whatsapp.testing`` and ``whatsapp.cloud_api`` are Meta's side: the live service must not lean on them."""
+    code = (
+        "import sys\n"
+        "from whatsapp import create_app\n"
+        "from whatsapp.config import Settings, StoreSettings, WhatsAppSettings\n"
+        "whatsapp = WhatsAppSettings(access_token='t', verify_token='v', phone_number_id='1', app_secret='s')\n"
+        f"create_app(Settings(whatsapp=whatsapp, store=StoreSettings(url='sqlite:///{tmp_path}/w.db')), "
+        "start_worker=False)\n"
+        "import whatsapp.webhook, whatsapp.handler, whatsapp.worker, whatsapp.cli\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('whatsapp.testing', 'whatsapp.cloud_api'))))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.strip().splitlines()[-1] == "[]"
