@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from tests.chunked import Endless, MiB, post_chunked
-from whatsapp.bodies import BodyTooLarge, read_at_most
+from whatsapp import BodyTooLarge
+from whatsapp.bodies import read_at_most
 from whatsapp.testing import webhooks as wh
 from whatsapp.testing.service import APP_SECRET
 

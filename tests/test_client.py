@@ -14,15 +14,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import requests
 
-from whatsapp.client import (
-    DOWNLOAD_CHUNK,
-    MAX_RETRY_AFTER,
-    GraphAPIError,
-    GraphClient,
-    MediaInfo,
-    MediaRefused,
-    MediaTooLarge,
-)
+from whatsapp import GraphAPIError, GraphClient, MediaRefused, MediaTooLarge
+from whatsapp.client import DOWNLOAD_CHUNK, MAX_RETRY_AFTER, MediaInfo
 
 TOKEN = "EAAG-secret-token-1234567890"
 PHONE_ID = "106540352242922"

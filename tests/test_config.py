@@ -5,7 +5,8 @@ import sys
 
 import pytest
 
-from whatsapp.config import ConfigError, load_settings
+from whatsapp import ConfigError
+from whatsapp.config import load_settings
 from whatsapp.testing.service import ROOT
 
 LIVE = {

@@ -9,7 +9,8 @@ import pytest
 
 from tests.pdfs import flate_bomb_pdf, pdf_claiming_pages, pdf_with_text
 from tests.test_body_limits import peak_memory, workers_of
-from whatsapp.documents import Budget, UnreadableDocument, read_text
+from whatsapp import UnreadableDocument
+from whatsapp.documents import Budget, read_text
 from whatsapp.testing import webhooks as wh
 
 MiB = 1024 * 1024

@@ -6,7 +6,8 @@ import sqlite3
 import threading
 import time
 
-from whatsapp.store import InboxEntry, StoreUnavailable
+from whatsapp import StoreUnavailable
+from whatsapp.store import InboxEntry
 from whatsapp.store.sqlite import SQLiteStore
 
 

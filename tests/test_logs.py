@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from whatsapp.config import ConfigError, load_settings
+from whatsapp import ConfigError
+from whatsapp.config import load_settings
 from whatsapp.privacy import tag
 from whatsapp.testing import webhooks as wh
 

@@ -128,8 +128,9 @@ def test_outside_the_24_hour_window_the_failure_says_only_a_template_can_be_sent
 
 
 def test_an_uploaded_file_is_sent_by_its_media_id(graph):
+    from whatsapp import ReplyError
     from whatsapp.client import GraphClient
-    from whatsapp.replies import Image, ReplyError
+    from whatsapp.replies import Image
 
     graph.reset()
     png = b"\x89PNG\r\n\x1a\nfake-png"

@@ -24,8 +24,8 @@ import pytest
 from tests.chunked import Endless, post_chunked
 from tests.sandbox import Simulator, new_customer, start_sandbox
 from tests.test_cli import flask
-from whatsapp import create_app
-from whatsapp.config import ConfigError, Settings, StoreSettings, WhatsAppSettings, load_settings
+from whatsapp import ConfigError, create_app
+from whatsapp.config import Settings, StoreSettings, WhatsAppSettings, load_settings
 from whatsapp.sandbox import configure
 from whatsapp.sandbox.guard import HEADER
 from whatsapp.testing import webhooks as wh

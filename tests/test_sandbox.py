@@ -13,8 +13,7 @@ import pytest
 import requests
 
 from tests.sandbox import Simulator, new_customer, png, start_sandbox
-from whatsapp import create_app
-from whatsapp.client import GraphAPIError, MediaTooLarge
+from whatsapp import GraphAPIError, MediaTooLarge, create_app
 from whatsapp.cloud_api.shapes import new_media_id
 from whatsapp.config import Settings, StoreSettings, WhatsAppSettings
 from whatsapp.sandbox import GRAPH_URL, configure

@@ -20,8 +20,9 @@ import pytest
 import redis
 
 from tests.redis_server import RedisServer
+from whatsapp import StoreUnavailable
 from whatsapp.privacy import tag
-from whatsapp.store import Delivery, InboxEntry, Part, Store, StoreUnavailable, open_store
+from whatsapp.store import Delivery, InboxEntry, Part, Store, open_store
 from whatsapp.store.base import HISTORY_KEEP, Job, Reply, State, Stats, StoredMessage
 from whatsapp.store.redis import RedisStore
 from whatsapp.store.sqlite import SQLiteStore

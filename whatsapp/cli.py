@@ -15,12 +15,12 @@ import openai
 from flask import current_app
 from flask.cli import AppGroup
 
-from .client import GraphAPIError
 from .config import Settings, how_to_set
+from .errors import GraphAPIError, ReplyError, StoreUnavailable
 from .extension import WhatsAppService, current_service
 from .privacy import mask_secret, mask_url
-from .replies import ReplyError, Template
-from .store import FINISHED_STATES, Store, StoreUnavailable
+from .replies import Template
+from .store import FINISHED_STATES, Store
 from .story import failed, show
 
 if TYPE_CHECKING:  # the service module imports this one

@@ -12,8 +12,8 @@ import hmac
 from flask import Blueprint, jsonify, request
 from flask.typing import ResponseReturnValue
 
+from .errors import StoreUnavailable
 from .extension import current_service
-from .store import StoreUnavailable
 
 bp = Blueprint("health", __name__)
 

@@ -34,8 +34,9 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily, Metric
 
+from .errors import StoreUnavailable
 from .extension import current_service
-from .store import State, Store, StoreUnavailable
+from .store import State, Store
 
 MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
 

@@ -13,9 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import metrics, texts
-from .client import GraphAPIError, GraphClient, MediaTooLarge
+from .client import GraphClient
 from .config import Settings
-from .documents import Budget, UnreadableDocument, read_text, readable
+from .documents import Budget, read_text, readable
+from .errors import GraphAPIError, MediaTooLarge, UnreadableDocument
 from .messages import (
     Audio,
     Button,

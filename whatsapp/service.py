@@ -22,12 +22,13 @@ from openai.types.chat import ChatCompletion
 from . import logs
 from .agents_runtime import Agent, ChatRunner, OfflineModel, load_agents
 from .client import GraphClient
-from .config import ConfigError, Settings, how_to_set, load_settings, validate
+from .config import Settings, how_to_set, load_settings, validate
+from .errors import ConfigError, StoreUnavailable
 from .extension import WhatsAppService, current_service, install
 from .handler import AgentWhatsAppRequestHandler
 from .messages import parse_webhook
 from .questions import Transcriber
-from .store import StoreUnavailable, one_server, open_store
+from .store import one_server, open_store
 from .worker import Worker
 
 log = logging.getLogger("whatsapp")

@@ -16,11 +16,12 @@ import time
 from flask import Blueprint, Response, request
 
 from . import metrics
-from .bodies import BodyTooLarge, request_body
+from .bodies import request_body
+from .errors import BodyTooLarge, StoreUnavailable
 from .extension import current_service
 from .messages import Webhook, load_json, parse_webhook
 from .privacy import clean, mask, tag
-from .store import Delivery, InboxEntry, State, Store, StoreUnavailable
+from .store import Delivery, InboxEntry, State, Store
 
 log = logging.getLogger("whatsapp.webhook")
 

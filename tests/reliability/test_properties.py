@@ -26,8 +26,8 @@ import openai
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from whatsapp import GraphAPIError
 from whatsapp.agents_runtime import Agent, RunContextWrapper, RunResult
-from whatsapp.client import GraphAPIError
 from whatsapp.config import Settings, WhatsAppSettings, WorkerSettings
 from whatsapp.handler import APOLOGY, AgentWhatsAppRequestHandler
 from whatsapp.store import InboxEntry, Job

@@ -23,7 +23,7 @@ from typing import Any
 from flask import Blueprint, Response, g, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from ..bodies import BodyTooLarge, request_body
+from ..bodies import request_body
 from ..cloud_api.errors import GraphFailure, bad_token, missing_node
 from ..cloud_api.sends import is_read, validate_read, validate_send, validate_upload
 from ..cloud_api.shapes import (
@@ -34,6 +34,7 @@ from ..cloud_api.shapes import (
     recipient_of,
     sent,
 )
+from ..errors import BodyTooLarge
 from ..extension import current_service
 from . import guard
 from .payloads import DISPLAY_PHONE_NUMBER, VERIFIED_NAME

@@ -36,9 +36,9 @@ from flask import Blueprint, Response, abort, current_app, jsonify, redirect, re
 from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from ..bodies import BodyTooLarge, request_body
-from ..client import GraphAPIError
+from ..bodies import request_body
 from ..cloud_api.shapes import dumps, new_media_id, sha256_b64, sign
+from ..errors import BodyTooLarge, GraphAPIError
 from ..extension import current_service
 from . import ORIGIN, guard, payloads
 from .records import Records, StoredMedia

@@ -15,7 +15,7 @@ import os
 import socket
 from pathlib import Path
 
-from ..config import ConfigError
+from ..errors import ConfigError
 from ..processes import pid_alive, start_time
 
 
