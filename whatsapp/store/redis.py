@@ -63,8 +63,14 @@ RETENTION_MARGIN = 86400.0  # finished keys outlive retention by a day: prune() 
 PROMOTE_BATCH = 100  # customers moved from wait to ready per claim, at most
 PRUNE_BATCH = 500
 
+
+def _any_of(states: tuple[base.State, ...]) -> str:
+    """A Lua condition: ``state`` is one of ``states`` (the sets are base's, as SQLite's are)."""
+    return " or ".join(f"state == '{state}'" for state in states)
+
+
 # Helpers shared by every script. ARGV[1] is always the key prefix.
-_PRELUDE = """
+_PRELUDE = f"""
 local P = ARGV[1]
 local function clock()
   local t = redis.call('TIME')
@@ -72,8 +78,8 @@ local function clock()
 end
 local function num(x) return string.format('%.6f', x) end
 local function mkey(id) return P .. 'm:' .. id end
-local function is_open(state) return state == 'received' or state == 'claimed' or state == 'answered' end
-local function finished(state) return state == 'done' or state == 'failed' end
+local function is_open(state) return {_any_of(base.OPEN_STATES)} end
+local function finished(state) return {_any_of(base.FINISHED_STATES)} end
 
 local function set_state(m, id, old, new, t)
   if old == new then return end
