@@ -1,10 +1,11 @@
 """The service's errors: one tree under :class:`WhatsAppError`, as ``requests`` has ``RequestException``.
 
-``except WhatsAppError`` catches everything the service raises on purpose; each subclass is one failure a caller can
-act on. An error that is also a built-in kind keeps that base too (``ReplyError`` is a ``ValueError``), so code that
-caught the built-in still does. Import them from :mod:`whatsapp`. No message here ever holds a secret: the Graph
-client redacts the token before it builds a :class:`GraphAPIError`, and :class:`ConfigError` names settings, never
-their secret values. This module imports nothing of the service, so every module may import it.
+Every error the service defines is one (the agent runtime, which knows nothing of WhatsApp, keeps its own, and
+:mod:`whatsapp.cloud_api` plays Meta's); each subclass is one failure a caller can act on. An error that is also a
+built-in kind keeps that base too (``ReplyError`` is a ``ValueError``), so code that caught the built-in still does.
+Import them from :mod:`whatsapp`. No message here ever holds a secret: the Graph client redacts the token before it
+builds a :class:`GraphAPIError`, and :class:`ConfigError` names settings, never their secret values. This module
+imports nothing of the service, so every module may import it.
 
 ::
 

@@ -42,6 +42,9 @@ WARM_THREADS = 4  # threads kept started while idle, so that the first message d
 
 
 class JobHandler(Protocol):
+    """All the worker knows of what answers a message (``AgentWhatsAppRequestHandler`` is one): it never imports the
+    pipeline, so a test or a tool can drive the worker with any object that has these three methods."""
+
     def process(self, job: Job) -> None: ...
     def give_up(self, job: Job, error: BaseException | None) -> None: ...
     def is_transient(self, error: BaseException) -> bool: ...
