@@ -86,7 +86,7 @@ def test_the_sandbox_never_runs_on_a_redis_store(tmp_path):
             load(tmp_path, **environ)
         assert "pw@" not in str(raised.value)
     with pytest.raises(ConfigError, match="never runs on a Redis store"):  # nor when built by hand
-        create_app(Settings(store=StoreSettings(url="redis://127.0.0.1:1/0")), start_worker=False)
+        create_app(Settings(store=StoreSettings(url="redis://127.0.0.1:1/0")), serve=False)
 
 
 def test_a_model_key_alone_keeps_the_sandbox_which_answers_only_this_machine(tmp_path):
@@ -102,7 +102,7 @@ def sandbox_app(tmp_path):
 
     def make(public: bool = False):
         settings = load(tmp_path, AK_SANDBOX__PUBLIC=str(public).lower(), AK_STORE__URL=f"sqlite:///{tmp_path}/w.db")
-        app = create_app(settings, start_worker=False)
+        app = create_app(settings, serve=False)
         return app, app.extensions["sandbox"]
 
     return make

@@ -233,7 +233,7 @@ def test_worker_processes_agree_on_the_generated_secrets(tmp_path):
 
 def test_graph_client_is_answered_in_process_including_capped_downloads(tmp_path):
     settings = Settings(store=StoreSettings(url=f"sqlite:///{tmp_path / 'w.db'}"))
-    app = create_app(settings, start_worker=False)
+    app = create_app(settings, serve=False)
     assert app.extensions["whatsapp"].settings.mode == "sandbox"
     sandbox = app.extensions["sandbox"]
     client = sandbox.client
@@ -261,7 +261,7 @@ def test_graph_client_is_answered_in_process_including_capped_downloads(tmp_path
 def test_with_credentials_none_of_the_sandbox_is_mounted(tmp_path):
     whatsapp = WhatsAppSettings(access_token="real-token", verify_token="v", phone_number_id="123", app_secret="s")
     settings = Settings(whatsapp=whatsapp, store=StoreSettings(url=f"sqlite:///{tmp_path / 'w.db'}"))
-    app = create_app(settings, start_worker=False)
+    app = create_app(settings, serve=False)
     web = app.test_client()
     assert app.extensions["whatsapp"].settings.mode == "live"
     assert web.get("/simulator").status_code == 404

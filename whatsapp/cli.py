@@ -265,7 +265,7 @@ def chat(number: str, name: str) -> None:
         ),
         store=replace(settings.store, url=f"sqlite:///{current_app.instance_path}/chat.db"),
     )
-    app = create_app(sandboxed, start_worker=False)  # not a server: no start-up notices, the worker started here
+    app = create_app(sandboxed, serve=False)  # not a server: no start-up notices, the worker started here
     service = current_service(app)
     records = current_sandbox(app).records
     secret = service.settings.whatsapp.app_secret

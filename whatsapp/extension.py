@@ -30,6 +30,11 @@ def install(app: Flask, service: WhatsAppService) -> None:
     app.extensions[KEY] = service
 
 
+def is_whatsapp_app(app: object) -> bool:
+    """Whether ``app`` is one ``create_app`` built (gunicorn.conf.py also serves the bench's bare Flask app)."""
+    return isinstance(app, Flask) and KEY in app.extensions
+
+
 def current_service(app: Flask | None = None) -> WhatsAppService:
     """The service of ``app``, or of the current app (in a request, a ``flask`` command or an app context)."""
     return (app or current_app).extensions[KEY]

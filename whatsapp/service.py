@@ -7,7 +7,6 @@ import importlib
 import json
 import logging
 import os
-import sys
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -33,24 +32,33 @@ from .worker import Worker
 
 log = logging.getLogger("whatsapp")
 
+#: ``gunicorn.conf.py`` sets it to ``gunicorn`` before gunicorn loads the app: its hooks serve it (see create_app).
+SERVER_VARIABLE = "WHATSAPP_SERVER"
+
 
 def create_app(
     settings: Settings | None = None,
     *,
     handler: type[AgentWhatsAppRequestHandler] | None = None,
-    start_worker: bool | None = None,
+    serve: bool | None = None,
 ) -> Flask:
     """Build the Flask app. Raises :class:`ConfigError` (one sentence) when a setting is missing or wrong.
 
-    The worker starts in a server process (gunicorn, ``flask run``) and not for other ``flask`` commands, so that
-    ``flask whatsapp doctor`` never claims a customer's message. ``start_worker`` overrides that choice.
+    ``serve``: this process serves the app: :func:`start_serving` (hold the store, say what a server says at start)
+    and :func:`start_worker`. By default it does, except in two cases. A ``flask`` command other than ``run`` never
+    serves, so that ``flask whatsapp doctor`` never claims a customer's message. And under gunicorn, whose
+    ``gunicorn.conf.py`` says so before it loads the app (:data:`SERVER_VARIABLE`), the app is only built here and the
+    file's hooks serve it: gunicorn builds a preloaded app in its master and forks the workers from it, and a worker
+    started in the master would answer every message there (its threads do not survive the fork).
     """
     # instance/ of the folder the service starts in, like .env and config.yaml: a checkout's own data stays in the
     # checkout, and a test (or a second copy) started in another folder keeps its data there.
     app = Flask("whatsapp", root_path=None, instance_path=os.path.abspath("instance"))
-    serving = start_worker if start_worker is not None else _serving()
+    under_gunicorn = os.environ.get(SERVER_VARIABLE) == "gunicorn"
+    if serve is None:
+        serve = not under_gunicorn and _flask_command() in (None, "run")
     settings = settings or load_settings(instance_path=app.instance_path)
-    logs.configure(settings.log.format, logging.INFO if serving else logging.WARNING)  # a command prints
+    logs.configure(settings.log.format, logging.INFO if serve or under_gunicorn else logging.WARNING)  # commands print
     validate(settings)  # settings built by hand get the same refusals as loaded ones
     if settings.mode == "sandbox":
         from . import sandbox
@@ -69,7 +77,7 @@ def create_app(
         media_hosts=settings.api.media_hosts,
     )
     if settings.mode == "sandbox":
-        sandbox.init_app(app, client, announce=serving, public=settings.sandbox.public)
+        sandbox.init_app(app, client, public=settings.sandbox.public)
     else:
         from .home import bp as home_bp
 
@@ -86,7 +94,6 @@ def create_app(
     from .cli import whatsapp as whatsapp_cli
     from .health import bp as health_bp
     from .metrics import bp as metrics_bp
-    from .metrics import check_processes
     from .webhook import bp as webhook_bp
 
     app.register_blueprint(webhook_bp)
@@ -95,17 +102,39 @@ def create_app(
     app.register_error_handler(TimeoutError, _body_too_slow)
     app.cli.add_command(whatsapp_cli)
 
-    if serving:
-        _announce(settings)  # for whoever reads the server's log; a command (doctor, send…) says what matters itself
-        if settings.store.url.startswith("sqlite:///"):
-            one_server.hold(settings.store.url.removeprefix("sqlite:///"), _server_pid())
-        check_processes()
-        if _in_gunicorn_master():
-            os.register_at_fork(after_in_child=worker.start)  # each forked worker process starts its own
-        else:
-            worker.start()
-        atexit.register(worker.stop)
+    if serve:
+        start_serving(app)
+        start_worker(app)
     return app
+
+
+def start_serving(app: Flask, server: int | None = None) -> None:
+    """Make this process's server the one serving ``app``'s store, and log what a server's log says at start.
+
+    ``server`` is the pid that stands for the whole server, by which another server started on the same SQLite
+    store recognises this one: gunicorn's master (``gunicorn.conf.py`` passes it), by default this process. Raises
+    :class:`ConfigError` when another server of this machine holds the store. A command (doctor, send…) never calls
+    this: it says what matters itself.
+    """
+    from .metrics import check_processes
+
+    settings = current_service(app).settings
+    server = server or os.getpid()
+    if settings.mode == "sandbox":
+        from . import sandbox
+
+        sandbox.announce(app, server)
+    _announce(settings)
+    if settings.store.url.startswith("sqlite:///"):
+        one_server.hold(settings.store.url.removeprefix("sqlite:///"), server)
+    check_processes()
+
+
+def start_worker(app: Flask) -> None:
+    """Start ``app``'s background worker in this process (again after a fork); it stops when the process exits."""
+    worker = current_service(app).worker
+    worker.start()
+    atexit.register(worker.stop)
 
 
 def _announce(settings: Settings) -> None:
@@ -133,7 +162,7 @@ def warm_up(app: Flask) -> None:
     gunicorn calls this in each worker process before it accepts connections (``post_worker_init`` in
     ``gunicorn.conf.py``)."""
     service = current_service(app)
-    service.worker.start()
+    start_worker(app)
     try:
         service.store.warm_up()
     except StoreUnavailable as error:  # the webhook answers 503 until the store is back, and the worker retries
@@ -143,29 +172,11 @@ def warm_up(app: Flask) -> None:
         client.get("/healthz")
 
 
-def _in_gunicorn_master() -> bool:
-    """``gunicorn --preload`` builds the app in the master (in ``Arbiter.setup``), which then forks the workers:
-    threads started there would run every job in the master and would not survive the fork."""
-    if "gunicorn.arbiter" not in sys.modules:
-        return False
-    frame = sys._getframe()
-    while frame is not None:
-        if frame.f_code.co_name == "setup" and frame.f_globals.get("__name__") == "gunicorn.arbiter":
-            return True
-        frame = frame.f_back
-    return False
-
-
-def _server_pid() -> int:
-    """The process that stands for this server: gunicorn's master (a worker's parent), else this process."""
-    in_gunicorn_worker = "gunicorn.arbiter" in sys.modules and not _in_gunicorn_master()
-    return os.getppid() if in_gunicorn_worker else os.getpid()
-
-
-def _serving() -> bool:
-    """True under gunicorn or ``flask run``; False while another ``flask`` command loads the app."""
-    context = click.get_current_context(silent=True)
-    return context is None or context.info_name == "run"
+def _flask_command() -> str | None:
+    """The ``flask`` command that is loading the app: ``run``, or the CLI's own name while it looks up another
+    command (``whatsapp``, ``shell``...); None outside the ``flask`` CLI (gunicorn, a test, another WSGI server)."""
+    command = click.get_current_context(silent=True)
+    return command.info_name if command else None
 
 
 def _load_agents(settings: Settings) -> dict[str, Agent]:

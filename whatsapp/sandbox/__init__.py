@@ -33,7 +33,7 @@ from .records import Records
 from .state import Sandbox, current_sandbox, install
 from .transport import WsgiAdapter
 
-__all__ = ["GRAPH_URL", "Sandbox", "configure", "current_sandbox", "init_app"]
+__all__ = ["GRAPH_URL", "Sandbox", "announce", "configure", "current_sandbox", "init_app"]
 
 log = logging.getLogger("whatsapp.sandbox")
 
@@ -67,10 +67,9 @@ def configure(settings: Settings, instance_path: str) -> Settings:
     return replace(settings, whatsapp=sandboxed, api=media)
 
 
-def init_app(app: Flask, client: GraphClient, announce: bool = True, public: bool = False) -> None:
+def init_app(app: Flask, client: GraphClient, public: bool = False) -> None:
     """Serve the fake Graph API and the simulator, and answer ``client``'s Graph calls in-process.
 
-    ``announce``: log the simulator's address (once per run), as a server does and a command does not.
     ``public``: answer other machines too, when they present the key printed at start (else loopback only).
     """
     from .graph import bp as graph_bp
@@ -90,11 +89,15 @@ def init_app(app: Flask, client: GraphClient, announce: bool = True, public: boo
     app.register_blueprint(simulator_bp)
 
     logging.getLogger("werkzeug").addFilter(_quiet_polling)
-    run = os.getppid() if "gunicorn.arbiter" in sys.modules else os.getpid()
-    if announce and records.claim_run(run):  # one line per run, not one per worker process
+
+
+def announce(app: Flask, server: int) -> None:
+    """Log the simulator's address, once for the run of the server ``server`` (a pid), as a server does at start."""
+    sandbox = current_sandbox(app)
+    if sandbox.records.claim_run(server):  # one line per run, not one per worker process
         address = _address() or "http://<this server>"
-        if public:
-            where = f"open {address}/simulator?key={key} (public: anyone with this address and key may use it)"
+        if sandbox.public:
+            where = f"open {address}/simulator?key={sandbox.key} (public: anyone with this address and key may use it)"
         else:
             where = f"open {address}/simulator on this machine (only local browsers are answered)"
         log.warning(
