@@ -421,7 +421,7 @@ def test_the_live_service_never_imports_the_fakes_or_metas_shapes(tmp_path) -> N
         "from whatsapp.config import Settings, StoreSettings, WhatsAppSettings\n"
         "whatsapp = WhatsAppSettings(access_token='t', verify_token='v', phone_number_id='1', app_secret='s')\n"
         f"create_app(Settings(whatsapp=whatsapp, store=StoreSettings(url='sqlite:///{tmp_path}/w.db')), "
-        "start_worker=False)\n"
+        "serve=False)\n"
         "import whatsapp.webhook, whatsapp.handler, whatsapp.worker, whatsapp.cli\n"
         "print(sorted(m for m in sys.modules if m.startswith(('whatsapp.testing', 'whatsapp.cloud_api'))))\n"
     )

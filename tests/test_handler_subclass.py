@@ -150,7 +150,7 @@ def in_process(tmp_path, fakes, handler: type[AgentWhatsAppRequestHandler]) -> F
         worker=WorkerSettings(threads=1, retry_delay=0.0),
         openai=OpenAISettings(base_url=model.url + "/v1", api_key="sk-test"),
     )
-    return create_app(settings, handler=handler, start_worker=False)
+    return create_app(settings, handler=handler, serve=False)
 
 
 def receive(app: Flask, message: dict) -> None:

@@ -8,26 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
+from tests.test_cli import flask
 from whatsapp.testing import webhooks as wh
 from whatsapp.testing.openai_server import Fail
-from whatsapp.testing.service import ROOT
 
 CUSTOMER = "16315551234"
 LONG_ANSWER = " ".join(["Our opening hours are long."] * 200)  # about 5,600 characters: two parts
-
-
-def flask(args: list[str], env: dict[str, str], cwd) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "flask", "--app", "app", "whatsapp", *args],
-        cwd=cwd,
-        env={**env, "PYTHONPATH": str(ROOT)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def test_show_tells_the_state_the_reply_ids_and_the_delivery_status_a_webhook_reported(service, fakes, tmp_path):

@@ -26,7 +26,7 @@ from tests.sandbox import Simulator, new_customer, start_sandbox
 from tests.test_cli import flask
 from whatsapp import ConfigError, create_app
 from whatsapp.config import Settings, StoreSettings, WhatsAppSettings, load_settings
-from whatsapp.sandbox import configure
+from whatsapp.sandbox import configure, current_sandbox
 from whatsapp.sandbox.guard import HEADER
 from whatsapp.testing import webhooks as wh
 from whatsapp.testing.service import HEALTH_TOKEN, ROOT, base_environment
@@ -103,7 +103,7 @@ def sandbox_app(tmp_path):
     def make(public: bool = False):
         settings = load(tmp_path, AK_SANDBOX__PUBLIC=str(public).lower(), AK_STORE__URL=f"sqlite:///{tmp_path}/w.db")
         app = create_app(settings, serve=False)
-        return app, app.extensions["sandbox"]
+        return app, current_sandbox(app)
 
     return make
 

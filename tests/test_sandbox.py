@@ -16,7 +16,8 @@ from tests.sandbox import Simulator, new_customer, png, start_sandbox
 from whatsapp import GraphAPIError, MediaTooLarge, create_app
 from whatsapp.cloud_api.shapes import new_media_id
 from whatsapp.config import Settings, StoreSettings, WhatsAppSettings
-from whatsapp.sandbox import GRAPH_URL, configure
+from whatsapp.extension import current_service
+from whatsapp.sandbox import GRAPH_URL, configure, current_sandbox
 from whatsapp.sandbox.payloads import DISPLAY_PHONE_NUMBER, PHONE_NUMBER_ID
 from whatsapp.sandbox.records import StoredMedia
 from whatsapp.testing.openai_server import FakeOpenAI
@@ -234,8 +235,8 @@ def test_worker_processes_agree_on_the_generated_secrets(tmp_path):
 def test_graph_client_is_answered_in_process_including_capped_downloads(tmp_path):
     settings = Settings(store=StoreSettings(url=f"sqlite:///{tmp_path / 'w.db'}"))
     app = create_app(settings, serve=False)
-    assert app.extensions["whatsapp"].settings.mode == "sandbox"
-    sandbox = app.extensions["sandbox"]
+    assert current_service(app).settings.mode == "sandbox"
+    sandbox = current_sandbox(app)
     client = sandbox.client
     assert client.phone_number()["verified_name"] == "Sandbox Business"
     with pytest.raises(GraphAPIError) as missing:
@@ -263,7 +264,7 @@ def test_with_credentials_none_of_the_sandbox_is_mounted(tmp_path):
     settings = Settings(whatsapp=whatsapp, store=StoreSettings(url=f"sqlite:///{tmp_path / 'w.db'}"))
     app = create_app(settings, serve=False)
     web = app.test_client()
-    assert app.extensions["whatsapp"].settings.mode == "live"
+    assert current_service(app).settings.mode == "live"
     assert web.get("/simulator").status_code == 404
     assert web.get("/sandbox/graph/v24.0/123").status_code == 404
     assert web.get("/sandbox/api/customers").status_code == 404
