@@ -313,6 +313,24 @@ def test_mark_read_with_typing_indicator_answers_success(graph: FakeGraph) -> No
     assert graph.sent_texts() == []
 
 
+def test_mark_read_with_a_typing_indicator_other_than_text_is_refused_like_meta(graph: FakeGraph) -> None:
+    answer = requests.post(
+        f"{graph.url}/v24.0/{PHONE_ID}/messages",
+        json={
+            "messaging_product": "whatsapp",
+            "status": "read",
+            "message_id": "wamid.INBOUND",
+            "typing_indicator": {"type": "audio"},
+        },
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        timeout=5,
+    )
+
+    assert answer.status_code == 400
+    assert answer.json()["error"]["code"] == 131009
+    assert graph.reads() == []
+
+
 def test_media_lookup_then_download_needs_the_bearer(graph: FakeGraph) -> None:
     media = graph.add_media("1234567890", b"\xff\xd8jpeg-bytes", "image/jpeg", size_as_string=True)
     auth = {"Authorization": f"Bearer {TOKEN}"}
