@@ -20,5 +20,11 @@ def test_a_running_process_is_alive_and_an_exited_one_is_not_even_before_it_is_r
 
 
 def test_start_time_tells_a_process_from_a_later_one_given_the_same_pid():
-    assert start_time(os.getpid()) == start_time(os.getpid()) is not None
-    assert start_time(os.getppid()) != start_time(os.getpid())
+    ours = start_time(os.getpid())
+    assert ours is not None and start_time(os.getpid()) == ours
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        later = start_time(child.pid)  # started after this test began, so after pytest's own start by many ticks
+        assert later is not None and int(later) > int(ours)
+    finally:
+        child.communicate(timeout=10)
