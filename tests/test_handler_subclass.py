@@ -8,6 +8,7 @@ import sys
 import textwrap
 from unittest import mock
 
+import pytest
 from flask import Flask
 
 from whatsapp import AgentWhatsAppRequestHandler, create_app, messages
@@ -134,6 +135,14 @@ class Rewriting(AgentWhatsAppRequestHandler):
         super()._handle_message({**message, "text": {"body": "rewritten by the subclass"}}, value)
 
 
+class EditingInPlace(AgentWhatsAppRequestHandler):
+    """Edits the dict it was given, then passes it on: the other way a subclass of the original design rewrites."""
+
+    def _handle_message(self, message, value):
+        message["text"]["body"] = "rewritten by the subclass"
+        super()._handle_message(message, value)
+
+
 def in_process(tmp_path, fakes, handler: type[AgentWhatsAppRequestHandler]) -> Flask:
     """The app with ``handler``, its worker not started: the test runs each attempt with ``run_once``."""
     graph, model = fakes
@@ -176,9 +185,9 @@ def test_a_claimed_message_is_parsed_once_per_attempt_and_every_step_reads_that_
     # attempt one: the hook got the stored dict, and each step the one typed message parsed from it
     (_, raw), (_, typed), (_, answered), (_, raw_again), (_, typed_again) = handler.seen
     assert [step for step, _ in handler.seen] == ["raw", "pipeline", "answer", "raw", "pipeline"]
-    assert raw == message and typed.raw is raw and answered is typed
+    assert raw == message and typed.raw == raw and answered is typed
     assert isinstance(typed, messages.Text) and typed.body == "when do you open?"
-    assert raw_again == message and typed_again.raw is raw_again
+    assert raw_again == message and typed_again.raw == raw_again and typed_again is not typed
     # what the customer and the model saw: one question, one answer, sent on the second attempt
     assert [m["content"] for m in model.chat_requests()[0]["messages"] if m["role"] == "user"] == ["when do you open?"]
     assert len(model.chat_requests()) == 1
@@ -186,9 +195,10 @@ def test_a_claimed_message_is_parsed_once_per_attempt_and_every_step_reads_that_
     assert (reply["body"], reply["reply_to"]) == ("You said: when do you open?", message["id"])
 
 
-def test_a_subclass_that_passes_its_own_message_is_answered_for_that_message(tmp_path, fakes):
+@pytest.mark.parametrize("handler", [Rewriting, EditingInPlace])
+def test_a_subclass_that_passes_its_own_message_is_answered_for_that_message(tmp_path, fakes, handler):
     graph, model = fakes
-    app = in_process(tmp_path, fakes, Rewriting)
+    app = in_process(tmp_path, fakes, handler)
     message = wh.text_message("the customer's words")
     receive(app, message)
     assert current_service(app).worker.run_once() is not None

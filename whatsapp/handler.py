@@ -9,6 +9,7 @@ the parts that were not sent, and never asks the model again for an answer that 
 from __future__ import annotations
 
 import base64
+import copy
 import logging
 import threading
 import time
@@ -73,14 +74,15 @@ class AgentWhatsAppRequestHandler:
         """Run the pipeline for a claimed message; raises on failure (the worker decides on a retry).
 
         The inbox keeps the message as Meta sent it; it is parsed here, once per attempt, and the pipeline reads
-        that typed message. The raw dicts still go through :meth:`_handle_message`, the hook subclasses override.
+        that typed message. :meth:`_handle_message`, the hook subclasses override, gets copies of the raw dicts, so
+        that one it edited in place is told from the job's own.
         """
         raw, value = job.payload["message"], job.payload["value"]
         self._current.job = job
         self._current.message = parse_message(raw, value)
         self._current.next_slot = FIRST_FREE_SLOT
         try:
-            self._handle_message(raw, value)
+            self._handle_message(copy.deepcopy(raw), copy.deepcopy(value))
         finally:
             self._typing_shown()
             self._current.job = None
@@ -117,11 +119,12 @@ class AgentWhatsAppRequestHandler:
         """The seed's hook: one inbound message as Meta sent it and its change's ``value``; answers it.
 
         A subclass overrides it to act on the raw dicts, then calls ``super()`` to answer as usual. The message
-        parsed when the job was claimed is used when these are the job's own dicts; dicts a subclass built instead
-        (a rewritten message) are parsed here, so the answer is to what it passed.
+        parsed when the job was claimed is used when these dicts still equal the job's; dicts a subclass built or
+        edited (a rewritten message) are parsed here, so the answer is to what it passed.
         """
         parsed: Message | None = getattr(self._current, "message", None)
-        if parsed is None or message is not parsed.raw or value is not self._job.payload["value"]:
+        stored = self._job.payload if parsed is not None else None
+        if stored is None or message != stored["message"] or value != stored["value"]:
             parsed = parse_message(message, value)
         self._answer_message(parsed)
 
