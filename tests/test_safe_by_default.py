@@ -29,7 +29,7 @@ from whatsapp.config import Settings, StoreSettings, WhatsAppSettings, load_sett
 from whatsapp.sandbox import configure, current_sandbox
 from whatsapp.sandbox.guard import HEADER
 from whatsapp.testing import webhooks as wh
-from whatsapp.testing.service import HEALTH_TOKEN, ROOT, base_environment
+from whatsapp.testing.service import HEALTH_TOKEN, ROOT, base_environment, free_port
 
 MiB = 1024 * 1024
 
@@ -320,6 +320,24 @@ def test_allow_unsigned_starts_but_warns_at_every_start_and_fails_the_doctor(sta
     assert result.returncode == 1
     assert "✘ whatsapp.app_secret is not set (whatsapp.allow_unsigned)" in result.stdout
     assert "fix: set AK_WHATSAPP__APP_SECRET" in result.stdout
+
+
+@pytest.mark.parametrize("preload", [False, True])
+def test_gunicorn_without_the_projects_config_file_refuses_to_start(tmp_path, fakes, preload):
+    """Its hooks start each process's worker: without them a preloaded app would answer nothing, and each worker
+    would take the store's one-server lock for itself."""
+    graph, model = fakes
+    env = base_environment(graph.url, model.url + "/v1", tmp_path / "w.db")
+    (tmp_path / "own.conf.py").write_text("workers = 2\n")
+    command = [sys.executable, "-m", "gunicorn", "app:app", "--config", "own.conf.py"]
+    command += ["--pythonpath", str(ROOT), "--bind", f"127.0.0.1:{free_port()}"] + (["--preload"] if preload else [])
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 3, result.stderr
+    assert "Configuration error: gunicorn was started without this project's gunicorn.conf.py" in result.stderr, (
+        result.stderr
+    )
+    assert "--config gunicorn.conf.py" in result.stderr
+    assert not (tmp_path / "w.db").exists()  # refused before it opened the store
 
 
 # low: doctor, /healthz, sandbox uploads and JSON ---------------------------------------------------------------

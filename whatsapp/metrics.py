@@ -17,9 +17,7 @@ open on the address the service is bound to, like ``/healthz``.
 from __future__ import annotations
 
 import hmac
-import logging
 import os
-import sys
 from collections.abc import Iterator
 
 from flask import Blueprint, Response, request
@@ -76,19 +74,7 @@ ANSWER = Histogram(
     buckets=_SLOW,
 )
 
-log = logging.getLogger("whatsapp.metrics")
-
 bp = Blueprint("metrics", __name__)
-
-
-def check_processes() -> None:
-    """Under gunicorn without the shared folder, each worker would count alone: say so once, at start."""
-    if "gunicorn" in sys.modules and not os.environ.get(MULTIPROC_DIR):
-        log.warning(
-            "%s is not set: /metrics shows the counts of whichever worker answers; start gunicorn with "
-            "--config gunicorn.conf.py (it sets it)",
-            MULTIPROC_DIR,
-        )
 
 
 class StoreState:

@@ -7,6 +7,7 @@ import importlib
 import json
 import logging
 import os
+import sys
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -55,6 +56,11 @@ def create_app(
     # checkout, and a test (or a second copy) started in another folder keeps its data there.
     app = Flask("whatsapp", root_path=None, instance_path=os.path.abspath("instance"))
     under_gunicorn = os.environ.get(SERVER_VARIABLE) == "gunicorn"
+    if not under_gunicorn and "gunicorn.arbiter" in sys.modules:
+        raise ConfigError(
+            "gunicorn was started without this project's gunicorn.conf.py, whose hooks start the worker in each "
+            "process and share /metrics between them: start it with --config gunicorn.conf.py, as the Procfile does"
+        )
     if serve is None:
         serve = not under_gunicorn and _flask_command() in (None, "run")
     settings = settings or load_settings(instance_path=app.instance_path)
@@ -116,8 +122,6 @@ def start_serving(app: Flask, server: int | None = None) -> None:
     :class:`ConfigError` when another server of this machine holds the store. A command (doctor, send…) never calls
     this: it says what matters itself.
     """
-    from .metrics import check_processes
-
     settings = current_service(app).settings
     server = server or os.getpid()
     if settings.mode == "sandbox":
@@ -127,7 +131,6 @@ def start_serving(app: Flask, server: int | None = None) -> None:
     _announce(settings)
     if settings.store.url.startswith("sqlite:///"):
         one_server.hold(settings.store.url.removeprefix("sqlite:///"), server)
-    check_processes()
 
 
 def start_worker(app: Flask) -> None:
