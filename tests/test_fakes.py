@@ -295,18 +295,20 @@ def test_text_over_4096_utf16_units_is_rejected(graph: FakeGraph) -> None:
     assert len(graph.sent_texts()) == 1
 
 
-def test_mark_read_with_typing_indicator_answers_success(graph: FakeGraph) -> None:
-    answer = requests.post(
-        f"{graph.url}/v24.0/{PHONE_ID}/messages",
-        json={
-            "messaging_product": "whatsapp",
-            "status": "read",
-            "message_id": "wamid.INBOUND",
-            "typing_indicator": {"type": "text"},
-        },
-        headers={"Authorization": f"Bearer {TOKEN}"},
-        timeout=5,
+def mark_read_typing(graph: FakeGraph, kind: str) -> requests.Response:
+    payload = {
+        "messaging_product": "whatsapp",
+        "status": "read",
+        "message_id": "wamid.INBOUND",
+        "typing_indicator": {"type": kind},
+    }
+    return requests.post(
+        f"{graph.url}/v24.0/{PHONE_ID}/messages", json=payload, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5
     )
+
+
+def test_mark_read_with_typing_indicator_answers_success(graph: FakeGraph) -> None:
+    answer = mark_read_typing(graph, "text")
 
     assert answer.status_code == 200 and answer.json() == {"success": True}
     assert [(r["message_id"], r["typing"]) for r in graph.reads()] == [("wamid.INBOUND", True)]
@@ -314,17 +316,7 @@ def test_mark_read_with_typing_indicator_answers_success(graph: FakeGraph) -> No
 
 
 def test_mark_read_with_a_typing_indicator_other_than_text_is_refused_like_meta(graph: FakeGraph) -> None:
-    answer = requests.post(
-        f"{graph.url}/v24.0/{PHONE_ID}/messages",
-        json={
-            "messaging_product": "whatsapp",
-            "status": "read",
-            "message_id": "wamid.INBOUND",
-            "typing_indicator": {"type": "audio"},
-        },
-        headers={"Authorization": f"Bearer {TOKEN}"},
-        timeout=5,
-    )
+    answer = mark_read_typing(graph, "audio")
 
     assert answer.status_code == 400
     assert answer.json()["error"]["code"] == 131009
