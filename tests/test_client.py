@@ -323,6 +323,8 @@ def test_graph_error_answer_is_parsed_into_fields(client, requests_mock):
     assert error.response is not None and error.response.status_code == 400
     assert error.retryable is False
     assert str(error) == "Graph API error 131047 (HTTP 400): Re-engagement message [fbtrace_id=AbCdTrace]"
+    assert error.hint is not None and "only an approved template" in error.hint
+    assert "./scripts/whatsapp template" in error.hint  # the command README documents
 
 
 def test_token_never_appears_in_error_text_or_logs(client, requests_mock, caplog):

@@ -72,7 +72,7 @@ _PERMANENT_CODES = frozenset(
 # What a person must know to act on a permanent error, added to the failed message's reason.
 _HINTS = {
     131047: "more than 24 hours since the customer last wrote, so only an approved template can be sent "
-    "(flask --app app whatsapp template ...)",
+    "(./scripts/whatsapp template ...)",
     131026: "the message could not be delivered (the number is not on WhatsApp or its app is too old)",
     133010: "the business phone number is not registered with the Cloud API",
 }
