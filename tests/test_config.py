@@ -41,6 +41,7 @@ def test_defaults(tmp_path):
     assert settings.whatsapp.typing_indicator is True
     assert settings.api.max_file_size == 10 * 1024 * 1024
     assert settings.worker.threads == 256
+    assert settings.worker.job_timeout == 300
     assert settings.openai.model == "gpt-4o-mini"
     assert settings.store.url == f"sqlite:///{(tmp_path / 'instance' / 'whatsapp.db').resolve()}"
     assert settings.mode == "sandbox" and not settings.signature_required
@@ -79,6 +80,8 @@ def test_config_path_comes_from_ak_config(tmp_path):
     [
         ({"AK_WORKER__THREADS": "many"}, ["worker.threads", "AK_WORKER__THREADS", "config.yaml"]),
         ({"AK_WORKER__THREADS": "0"}, ["worker.threads", "positive whole number"]),
+        ({"AK_WORKER__JOB_TIMEOUT": "0"}, ["worker.job_timeout", "positive number", "AK_WORKER__JOB_TIMEOUT"]),
+        ({"AK_WORKER__JOB_TIMEOUT": "-5"}, ["worker.job_timeout", "positive number"]),
         ({"AK_WHATSAPP__TYPING_INDICATOR": "maybe"}, ["whatsapp.typing_indicator", "true or false"]),
         ({"AK_WHATSAPP__NO_SUCH_THING": "1"}, ["whatsapp.no_such_thing", "not a known setting"]),
         (

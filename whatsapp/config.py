@@ -58,6 +58,7 @@ class WorkerSettings:
     max_attempts: int = 5
     retry_delay: float = 2.0
     shutdown_timeout: float = 20.0
+    job_timeout: float = 300.0  # an attempt running longer is given up and retried (a tool that never returns)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,140 @@
+"""An attempt that never returns: a tool blocked forever must not keep its message, nor its customer, claimed.
+
+The tool here makes an HTTP call without a timeout to a server the test holds, as a real tool calling a stuck API
+would. Past ``worker.job_timeout`` the worker gives the claim up as a transient failure; after the retry budget
+the customer gets the apology, and their next message is answered. A stuck thread cannot be killed: when it
+finally returns, nothing of it may reach the customer or the store.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from tests.agent_modules import agent_project
+from tests.reliability.conftest import inbox_row, query, reply_rows, wait_for
+from whatsapp.handler import APOLOGY
+from whatsapp.privacy import tag
+from whatsapp.testing import webhooks as wh
+from whatsapp.testing.openai_server import tool_call
+
+ADA = "4915112345678"
+
+COURIER = """
+    import os
+    import urllib.request
+
+    from agents import Agent, function_tool
+
+
+    @function_tool
+    def track_parcel(number: str) -> str:
+        \"\"\"Where a parcel is, from the courier's API.\"\"\"
+        with urllib.request.urlopen(os.environ["COURIER_URL"] + "/" + number) as response:  # no timeout
+            return response.read().decode()
+
+
+    courier = Agent(name="courier", instructions="You track parcels.", tools=[track_parcel])
+"""
+
+
+class StuckApi:
+    """An HTTP server whose every request waits until :meth:`answer`: the courier's API, hanging."""
+
+    def __init__(self) -> None:
+        self.answered = threading.Event()
+        self.calls = 0
+        self.responses = 0
+        self._cond = threading.Condition()
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                with api._cond:
+                    api.calls += 1
+                    api._cond.notify_all()
+                api.answered.wait(60)
+                body = b"in the van"
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                with api._cond:
+                    api.responses += 1
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def wait_for_calls(self, n: int, timeout: float) -> None:
+        with self._cond:
+            if not self._cond.wait_for(lambda: self.calls >= n, timeout):
+                raise AssertionError(f"{n} calls to the stuck API expected within {timeout}s, got {self.calls}")
+
+    def answer(self) -> None:
+        self.answered.set()
+
+    def stop(self) -> None:
+        self.answered.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def stuck_api() -> Iterator[StuckApi]:
+    api = StuckApi()
+    yield api
+    api.stop()
+
+
+def test_an_attempt_past_job_timeout_is_retried_then_apologised_for_and_the_customer_is_answered_again(
+    start_service, fakes, tmp_path, stuck_api
+):
+    graph, model = fakes
+    service = start_service(
+        workers=1,
+        project=agent_project(tmp_path, {"courier.py": COURIER}),
+        COURIER_URL=stuck_api.url,
+        AK_WHATSAPP__AGENT="courier",
+        AK_WORKER__JOB_TIMEOUT="1",
+        AK_WORKER__MAX_ATTEMPTS="2",
+        AK_WORKER__RETRY_DELAY="0.01",
+    )
+    track = {"content": None, "tool_calls": [tool_call("track_parcel", {"number": "PX1"})]}
+    model.reply_queue([track, track])  # both attempts call the tool, which never returns
+    stuck = wh.text_message("Where is my parcel PX1?", sender=ADA)
+    service.post(wh.webhook(stuck))
+    service.post(wh.webhook(wh.text_message("Hello? Anyone there?", sender=ADA)))
+
+    texts = graph.wait_for_texts(2, to=ADA, timeout=30)
+    assert [text["body"] for text in texts] == [APOLOGY, "You said: Hello? Anyone there?"]
+    service.wait_until_idle()
+    assert stuck_api.calls == 2  # one stuck call per attempt, both still stuck
+    row = inbox_row(service, stuck["id"])
+    assert row["state"] == "failed" and row["attempts"] == 3
+    assert "attempt ran past worker.job_timeout (1 s)" in row["reason"]
+    logs = service.logs()
+    assert logs.count(f"message {tag(stuck['id'])}: attempt") >= 2
+    assert logs.count("ran past worker.job_timeout (1 s); released for a retry") == 2
+    assert stuck["id"] not in logs and ADA not in logs
+
+    graph_calls = len(graph.calls)
+    replies = reply_rows(service, stuck["id"])
+    attempts = query(service, "SELECT * FROM attempts WHERE message_id = ? ORDER BY number", stuck["id"])
+    stuck_api.answer()  # the courier answers at last: both stuck threads return into the agent's run
+    wait_for(lambda: stuck_api.responses == 2, 15, "the stuck API answering")
+    model.wait_for_requests(5)  # 2 tool calls, the next message, and each returning run asking the model again
+    wait_for(lambda: service.logs().count("returned after worker.job_timeout gave it up") == 2, 15, "threads back")
+
+    assert len(graph.calls) == graph_calls  # no late answer, no apology, no "typing…"
+    assert reply_rows(service, stuck["id"]) == replies  # nothing planned after the claim was given up
+    assert query(service, "SELECT * FROM attempts WHERE message_id = ? ORDER BY number", stuck["id"]) == attempts
+    assert inbox_row(service, stuck["id"])["state"] == "failed"
+    assert [text["body"] for text in graph.sent_texts(to=ADA)] == [APOLOGY, "You said: Hello? Anyone there?"]
