@@ -20,7 +20,8 @@ def describe(error: BaseException) -> str:
 
 def failure_class(error: BaseException | None) -> str:
     """What kind of failure failed a message, for the metrics: graph (Graph refused a send), model (the model API
-    failed), crashed (no error: its worker died on every attempt) or internal (any other error)."""
+    failed), crashed (no error: its worker died, or its attempt ran past ``worker.job_timeout``, every time) or
+    internal (any other error)."""
     if error is None:
         return "crashed"
     if isinstance(error, GraphAPIError):

@@ -189,14 +189,17 @@ class AgentWhatsAppRequestHandler:
         if slot is None:
             slot = self._current.next_slot
             self._current.next_slot += 1
+        self._hold_claim(job)  # a thread back after its claim was given up (worker.job_timeout) plans nothing
         planned = self.store.plan_replies(job.id, slot, to, reply_to, parts)
+        checked = True
         for reply in planned:
             if reply.wamid:
                 if attempt := current_attempt.get():
                     attempt.resumed = True
                 continue
-            if job.id not in self.store.renew(job.holder, [job.id], self.settings.worker.lease_seconds):
-                raise LostClaim(tag(job.id))
+            if not checked:
+                self._hold_claim(job)
+            checked = False
             self._typing_shown()
             started = time.monotonic()
             try:
@@ -213,6 +216,11 @@ class AgentWhatsAppRequestHandler:
             log.info("message %s: answered part %d (%s)", tag(job.id), reply.part + 1, tag(wamid))
 
     # steps -------------------------------------------------------------------------------------------------------
+
+    def _hold_claim(self, job: Job) -> None:
+        """Renew the job's lease before the store or Graph is told more; :class:`LostClaim` when it is gone."""
+        if job.id not in self.store.renew(job.holder, [job.id], self.settings.worker.lease_seconds):
+            raise LostClaim(tag(job.id))
 
     @property
     def _job(self) -> Job:
@@ -332,11 +340,13 @@ class AgentWhatsAppRequestHandler:
         if not self.settings.whatsapp.typing_indicator:
             yield
             return
-        self._typing.keep_up(message_id)
+        attempt = current_attempt.get()
+        elapsed = time.time() - attempt.claimed_at if attempt else 0.0
+        token = self._typing.keep_up(message_id, until=time.monotonic() + self.settings.worker.job_timeout - elapsed)
         try:
             yield
         finally:
-            self._typing.stop(message_id)
+            self._typing.stop(message_id, token)
 
     def _with_media(self, items: list[dict]) -> list[dict]:
         return [{**item, "content": self._with_media_content(item["content"])} for item in items]

@@ -44,7 +44,8 @@ ANSWERED = Counter("whatsapp_messages_answered", "Messages finished done (answer
 FAILED = Counter(
     "whatsapp_messages_failed",
     "Messages finished failed, by reason: graph (Graph refused a send), model (the model API failed), "
-    "crashed (their worker died on every attempt) or internal (any other error).",
+    "crashed (no attempt ended with an error: their worker died or ran past worker.job_timeout every time) or "
+    "internal (any other error).",
     ["reason"],
 )
 RETRIES = Counter("whatsapp_retries", "Attempts that failed for a reason worth retrying and were put back to wait.")

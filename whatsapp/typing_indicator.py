@@ -42,6 +42,8 @@ class Typing:
         self._changed = threading.Condition()
         self._due: list[tuple[float, int, str]] = []  # (when, n, message id), a heap
         self._kept: dict[str, int] = {}  # message id -> n of its live entry in the heap
+        self._until: dict[str, float] = {}  # message id -> when its renewals end, stopped or not
+        self._started: dict[str, int] = {}  # message id -> the token keep_up returned for its renewals
         self._count = 0
         threading.Thread(target=self._renew, name="typing-renewals", daemon=True).start()
         self._pid = os.getpid()
@@ -51,19 +53,28 @@ class Typing:
         self._ready()
         return self._senders.submit(self._show, message_id, typing)
 
-    def keep_up(self, message_id: str) -> None:
-        """Renew "typing…" every ``renewal`` seconds until :meth:`stop`."""
+    def keep_up(self, message_id: str, until: float = float("inf")) -> int:
+        """Renew "typing…" every ``renewal`` seconds until :meth:`stop`, and never at or after ``until``
+        (``time.monotonic()``): the attempt's deadline, after which its thread may be stuck and never stop it.
+        Returns the token that stops these renewals, and not a later attempt's at the same message."""
         self._ready()
         with self._changed:
             self._count += 1
             self._kept[message_id] = self._count
+            self._until[message_id] = until
+            self._started[message_id] = self._count
             heapq.heappush(self._due, (time.monotonic() + self._renewal, self._count, message_id))
             if self._due[0][1] == self._count:
                 self._changed.notify()
+            return self._count
 
-    def stop(self, message_id: str) -> None:
+    def stop(self, message_id: str, token: int | None = None) -> None:
+        """Stop renewing "typing…" for the message; with ``token``, only the renewals that keep_up started."""
         with self._changed:
-            self._kept.pop(message_id, None)
+            if token is None or self._started.get(message_id) == token:
+                self._kept.pop(message_id, None)
+                self._until.pop(message_id, None)
+                self._started.pop(message_id, None)
 
     def _renew(self) -> None:
         while True:
@@ -71,7 +82,11 @@ class Typing:
                 now = time.monotonic()
                 while self._due and self._due[0][0] <= now:
                     _, n, message_id = heapq.heappop(self._due)
-                    if self._kept.get(message_id) == n:
+                    if self._kept.get(message_id) != n:
+                        continue
+                    if now >= self._until[message_id]:  # the attempt was given up; its thread may never stop it
+                        del self._kept[message_id], self._until[message_id], self._started[message_id]
+                    else:
                         self._count += 1
                         self._kept[message_id] = self._count
                         heapq.heappush(self._due, (now + self._renewal, self._count, message_id))

@@ -6,6 +6,13 @@ mostly waits (on the model, on Graph), so the slots are many and the threads beh
 arrives and stop when it is gone (:mod:`whatsapp.pool`). The store's claim keeps one customer's messages one at a
 time and oldest first, across threads and processes. The dispatcher also renews the leases of all running jobs in
 one write and releases messages whose holder died (a ``kill -9``), so they are answered at once.
+
+An attempt has a deadline, ``worker.job_timeout``: a tool is plain Python and may block forever (an HTTP call
+without a timeout), and renewing its lease for as long as the process lives would keep its customer waiting
+forever. Past the deadline the dispatcher stops renewing that lease and releases the message as a transient
+failure, so it is retried within the budget. Python cannot stop the stuck thread: it keeps its slot (so its holder
+name stays its own and the store refuses whatever it writes once it returns) and, when it returns, nothing of it is
+sent, recorded or counted.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import socket
 import threading
 import time
 from contextvars import ContextVar
+from dataclasses import replace
 from typing import Protocol
 
 from . import metrics
@@ -69,6 +77,10 @@ class Worker:
         self._started_pid: int | None = None
         self._running: dict[int, Job] = {}  # slot -> the job its thread (or run_once) is answering
         self._finishing: set[str] = set()  # running jobs whose claim is being given up (finished, retried...)
+        self._started: dict[int, float] = {}  # slot -> when its attempt began (time.monotonic())
+        self._attempts: dict[int, Attempt] = {}  # slot -> its attempt, for the record the deadline leaves
+        self._overdue: dict[int, Job] = {}  # slot -> the job its thread still runs after the deadline gave it up
+        self._lock = threading.Lock()  # the deadline giving a job up vs. its thread ending it
         self._claiming = True
 
     # lifecycle ---------------------------------------------------------------------------------------------------
@@ -85,6 +97,9 @@ class Worker:
             self._free.put(slot)
         self._running = {}
         self._finishing = set()
+        self._started = {}
+        self._attempts = {}
+        self._overdue = {}
         self._pool = ElasticPool("whatsapp-worker", self.settings.threads, keep=WARM_THREADS)
         self._pool.warm()
         self._dispatcher = threading.Thread(target=self._dispatch, name="whatsapp-dispatcher", daemon=True)
@@ -136,11 +151,10 @@ class Worker:
         self._running[slot] = job  # so that a sweep in this process sees the holder alive
         token = current_message.set(job.id)
         try:
-            self._run(job)
+            self._run(slot, job)
         finally:
             current_message.reset(token)
-            self._running.pop(slot, None)
-            self._finishing.discard(job.id)
+            self._end(slot, job)
         return job
 
     # the dispatcher ----------------------------------------------------------------------------------------------
@@ -152,6 +166,7 @@ class Worker:
         next_renewal = next_sweep = next_prune = time.monotonic()
         while not self._stopping.is_set():
             now = time.monotonic()
+            self._give_up_overdue(now)
             if now >= next_renewal:
                 self._renew_leases()
                 next_renewal = now + self.settings.lease_seconds / 3
@@ -172,6 +187,7 @@ class Worker:
                 self._wake.clear()
                 continue
             self._running[slot] = job
+            self._started[slot] = time.monotonic()
             self._pool.submit(self._run_slot, slot, job)
 
     def _claim(self, slot: int) -> Job | None:
@@ -204,6 +220,56 @@ class Worker:
         for slot, job in running:
             if job.id not in held and self._running.get(slot) is job and job.id not in self._finishing:
                 log.warning("message %s: lease lost; another worker may take it over", tag(job.id))
+
+    def _give_up_overdue(self, now: float) -> None:
+        """Release, as a transient failure, every running attempt older than ``worker.job_timeout``.
+
+        Its lease is no longer renewed and its claim is gone, so the message is retried (or, past the budget,
+        fails with the apology at its next claim) and the customer's later messages flow. Its thread keeps the
+        slot until it returns: another claim under the same holder name would let the stuck thread write again.
+        """
+        timeout = self.settings.job_timeout
+        for slot, started in list(self._started.items()):
+            if now - started <= timeout:
+                continue
+            with self._lock:
+                job = self._running.get(slot)
+                if job is None or job.id in self._finishing or slot in self._overdue:
+                    continue
+                reason = f"attempt ran past worker.job_timeout ({timeout:g} s)"
+                try:
+                    self.store.retry_later(
+                        job.id, job.holder, reason, retry_delay(job.attempts, self.settings.retry_delay)
+                    )
+                except StoreUnavailable as error:
+                    log.error("message %s: could not give up its attempt past the deadline: %s", tag(job.id), error)
+                    continue
+                self._overdue[slot] = self._running.pop(slot)
+                self._started.pop(slot, None)
+                attempt = self._attempts.get(slot)
+            metrics.RETRIES.inc()
+            stuck = len(self._overdue)
+            log.warning(
+                "message %s: attempt %d ran past worker.job_timeout (%g s); released for a retry. Its thread cannot "
+                "be stopped and keeps its slot until it returns (%d of %d threads stuck)",
+                tag(job.id),
+                job.attempts,
+                timeout,
+                stuck,
+                self.settings.threads,
+                extra={"tag": tag(job.id), "attempt": job.attempts},
+            )
+            if stuck >= self.settings.threads:
+                log.error(
+                    "every one of the %d worker threads is stuck past worker.job_timeout: this process answers "
+                    "nothing until one returns or it is restarted",
+                    self.settings.threads,
+                )
+            if attempt is not None:
+                record = replace(attempt)
+                record.end("retry", reason)
+                self._keep(job, record)
+            self._wake.set()
 
     def release_dead_holders(self) -> None:
         """Release the claims whose holder died, so that they are answered at once (the dispatcher does it every
@@ -244,27 +310,52 @@ class Worker:
     def _run_slot(self, slot: int, job: Job) -> None:
         token = current_message.set(job.id)
         try:
-            self._run(job)
+            self._run(slot, job)
         except Exception:  # never lose the slot; the lease or the sweep brings the message back
             log.exception("message %s: unexpected error in the worker", tag(job.id))
         finally:
             current_message.reset(token)
-            self._running.pop(slot, None)
-            self._finishing.discard(job.id)
+            self._end(slot, job)
             self._free.put(slot)
             self._wake.set()
 
-    def _run(self, job: Job) -> None:
+    def _end(self, slot: int, job: Job) -> None:
+        """The slot's thread is done with ``job``: forget it, and say so when the deadline had given it up."""
+        with self._lock:
+            overdue = self._overdue.pop(slot, None) is job
+            self._running.pop(slot, None)
+            self._started.pop(slot, None)
+            self._attempts.pop(slot, None)
+            if not overdue:  # else the id may be a later attempt's, on another slot
+                self._finishing.discard(job.id)
+        if overdue:
+            log.warning(
+                "message %s: attempt %d returned after worker.job_timeout gave it up; nothing of it was kept",
+                tag(job.id),
+                job.attempts,
+            )
+
+    def _given_up(self, slot: int, job: Job) -> bool:
+        """Whether the deadline gave this attempt up; if not, it may no longer: its thread is ending it."""
+        with self._lock:
+            if self._overdue.get(slot) is job:
+                return True
+            self._finishing.add(job.id)  # from here a renewal that finds the claim gone is no news
+            return False
+
+    def _run(self, slot: int, job: Job) -> None:
         now = time.time()
         attempt = Attempt(
             job.attempts, job.holder, now, since_received=round(now - job.received_at, 6), state=job.state
         )
+        self._attempts[slot] = attempt
         token = current_attempt.set(attempt)
         try:
-            self._attempt(job, attempt)
+            self._attempt(slot, job, attempt)
         finally:
             current_attempt.reset(token)
-            self._keep(job, attempt)
+            if self._overdue.get(slot) is not job:  # else the deadline kept its record
+                self._keep(job, attempt)
 
     def _keep(self, job: Job, attempt: Attempt) -> None:
         """Keep the attempt for ``flask whatsapp show``; a store hiccup here costs the record, never the job."""
@@ -275,7 +366,7 @@ class Worker:
         except StoreUnavailable as error:
             log.error("message %s: could not keep the record of attempt %d: %s", tag(job.id), attempt.number, error)
 
-    def _attempt(self, job: Job, attempt: Attempt) -> None:
+    def _attempt(self, slot: int, job: Job, attempt: Attempt) -> None:
         if job.attempts > self.settings.max_attempts:
             reason = f"gave up after {job.attempts - 1} attempts; last: {job.reason or 'the worker died'}"
             self._fail(job, reason, None)
@@ -284,9 +375,11 @@ class Worker:
         try:
             self.handler.process(job)
         except Exception as error:
-            self._after_error(job, error)
+            if not self._given_up(slot, job):
+                self._after_error(job, error)
             return
-        self._finishing.add(job.id)  # from here a renewal that finds the claim gone is no news
+        if self._given_up(slot, job):
+            return
         if self.store.finish(job.id, job.holder, State.DONE):
             attempt.end("done")
             metrics.ANSWERED.inc()

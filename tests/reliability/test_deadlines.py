@@ -8,7 +8,9 @@ finally returns, nothing of it may reach the customer or the store.
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -16,10 +18,15 @@ import pytest
 
 from tests.agent_modules import agent_project
 from tests.reliability.conftest import inbox_row, query, reply_rows, wait_for
+from tests.test_metrics import scrape
+from whatsapp.config import WorkerSettings
 from whatsapp.handler import APOLOGY
 from whatsapp.privacy import tag
+from whatsapp.store import InboxEntry, Job
+from whatsapp.store.sqlite import SQLiteStore
 from whatsapp.testing import webhooks as wh
 from whatsapp.testing.openai_server import tool_call
+from whatsapp.worker import Worker
 
 ADA = "4915112345678"
 
@@ -124,6 +131,9 @@ def test_an_attempt_past_job_timeout_is_retried_then_apologised_for_and_the_cust
     assert logs.count(f"message {tag(stuck['id'])}: attempt") >= 2
     assert logs.count("ran past worker.job_timeout (1 s); released for a retry") == 2
     assert stuck["id"] not in logs and ADA not in logs
+    metrics = scrape(service)
+    assert metrics[("whatsapp_retries_total", ())] == 2  # each attempt given up is a retry, as a model timeout is
+    assert metrics[("whatsapp_messages_failed_total", (("reason", "crashed"),))] == 1
 
     graph_calls = len(graph.calls)
     replies = reply_rows(service, stuck["id"])
@@ -138,3 +148,61 @@ def test_an_attempt_past_job_timeout_is_retried_then_apologised_for_and_the_cust
     assert query(service, "SELECT * FROM attempts WHERE message_id = ? ORDER BY number", stuck["id"]) == attempts
     assert inbox_row(service, stuck["id"])["state"] == "failed"
     assert [text["body"] for text in graph.sent_texts(to=ADA)] == [APOLOGY, "You said: Hello? Anyone there?"]
+
+
+class Lines(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+def test_a_process_whose_every_thread_is_stuck_says_so_and_a_thread_back_late_changes_nothing(tmp_path):
+    store = SQLiteStore(tmp_path / "inbox.db")
+    tool_answers = threading.Event()
+    calls: list[str] = []
+    gave_up: list[Job] = []
+
+    class StuckHandler:
+        def process(self, job: Job) -> None:
+            calls.append(job.holder)
+            tool_answers.wait(30)
+            raise ConnectionError("the courier's API hung up")  # transient: would be retried, were it still held
+
+        def give_up(self, job: Job, error: BaseException | None) -> None:
+            gave_up.append(job)
+
+        def is_transient(self, error: BaseException) -> bool:
+            return True
+
+    lines = Lines()
+    logging.getLogger("whatsapp.worker").addHandler(lines)
+    settings = WorkerSettings(threads=1, job_timeout=0.3, max_attempts=1, retry_delay=0.01)
+    worker = Worker(store, StuckHandler(), settings)
+    message = wh.text_message("Where is my parcel?", sender=ADA)
+    store.record([InboxEntry(message["id"], ADA, int(message["timestamp"]), {"message": message}, time.time())])
+    worker.start()
+    try:
+        wait_for(lambda: store.get(message["id"]).reason, 15, "the deadline giving the attempt up")
+        released = store.get(message["id"])
+        assert (released.state, released.holder) == ("received", None)
+        assert released.reason == "attempt ran past worker.job_timeout (0.3 s)"
+        wait_for(lambda: any("every one of the 1 worker threads is stuck" in line for line in lines.lines), 5, "log")
+        assert calls == [worker.holder(0)]  # the one slot is stuck: nothing else was claimed
+        assert [a["outcome"] for a in store.attempts(message["id"])] == ["retry"]
+
+        tool_answers.set()  # the thread returns with a transient error: no second retry, no second count
+        wait_for(lambda: store.get(message["id"]).state == "failed", 15, "the next claim failing the message")
+        failed = store.get(message["id"])
+        assert failed.reason == "gave up after 1 attempts; last: attempt ran past worker.job_timeout (0.3 s)"
+        assert [job.attempts for job in gave_up] == [2] and len(calls) == 1
+        assert [a["outcome"] for a in store.attempts(message["id"])] == ["retry", "failed"]
+        assert sum("retrying in" in line for line in lines.lines) == 0
+        assert sum("returned after worker.job_timeout gave it up" in line for line in lines.lines) == 1
+    finally:
+        tool_answers.set()
+        worker.stop(5)
+        logging.getLogger("whatsapp.worker").removeHandler(lines)
+        store.close()
