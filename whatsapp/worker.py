@@ -247,6 +247,10 @@ class Worker:
                 self._overdue[slot] = self._running.pop(slot)
                 self._started.pop(slot, None)
                 attempt = self._attempts.get(slot)
+            if attempt is not None:
+                record = replace(attempt)
+                record.end("retry", reason)
+                self._keep(job, record)
             metrics.RETRIES.inc()
             stuck = len(self._overdue)
             log.warning(
@@ -265,10 +269,6 @@ class Worker:
                     "nothing until one returns or it is restarted",
                     self.settings.threads,
                 )
-            if attempt is not None:
-                record = replace(attempt)
-                record.end("retry", reason)
-                self._keep(job, record)
             self._wake.set()
 
     def release_dead_holders(self) -> None:

@@ -8,6 +8,7 @@ finally returns, nothing of it may reach the customer or the store.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -131,13 +132,17 @@ def test_an_attempt_past_job_timeout_is_retried_then_apologised_for_and_the_cust
     assert logs.count(f"message {tag(stuck['id'])}: attempt") >= 2
     assert logs.count("ran past worker.job_timeout (1 s); released for a retry") == 2
     assert stuck["id"] not in logs and ADA not in logs
+
+    def attempt_records() -> list[dict]:
+        return query(service, "SELECT * FROM attempts WHERE message_id = ? ORDER BY number", stuck["id"])
+
+    attempts = wait_for(lambda: len(attempt_records()) == 3 and attempt_records(), 10, "the last attempt's record")
+    assert [json.loads(a["data"])["outcome"] for a in attempts] == ["retry", "retry", "failed"]
     metrics = scrape(service)
     assert metrics[("whatsapp_retries_total", ())] == 2  # each attempt given up is a retry, as a model timeout is
     assert metrics[("whatsapp_messages_failed_total", (("reason", "crashed"),))] == 1
-
     graph_calls = len(graph.calls)
     replies = reply_rows(service, stuck["id"])
-    attempts = query(service, "SELECT * FROM attempts WHERE message_id = ? ORDER BY number", stuck["id"])
     stuck_api.answer()  # the courier answers at last: both stuck threads return into the agent's run
     wait_for(lambda: stuck_api.responses == 2, 15, "the stuck API answering")
     model.wait_for_requests(5)  # 2 tool calls, the next message, and each returning run asking the model again
@@ -145,7 +150,10 @@ def test_an_attempt_past_job_timeout_is_retried_then_apologised_for_and_the_cust
 
     assert len(graph.calls) == graph_calls  # no late answer, no apology, no "typing…"
     assert reply_rows(service, stuck["id"]) == replies  # nothing planned after the claim was given up
-    assert query(service, "SELECT * FROM attempts WHERE message_id = ? ORDER BY number", stuck["id"]) == attempts
+    assert attempt_records() == attempts
+    counted = scrape(service)  # not counted twice: no retry, no failure more
+    assert counted[("whatsapp_retries_total", ())] == 2
+    assert counted[("whatsapp_messages_failed_total", (("reason", "crashed"),))] == 1
     assert inbox_row(service, stuck["id"])["state"] == "failed"
     assert [text["body"] for text in graph.sent_texts(to=ADA)] == [APOLOGY, "You said: Hello? Anyone there?"]
 
@@ -198,6 +206,7 @@ def test_a_process_whose_every_thread_is_stuck_says_so_and_a_thread_back_late_ch
         failed = store.get(message["id"])
         assert failed.reason == "gave up after 1 attempts; last: attempt ran past worker.job_timeout (0.3 s)"
         assert [job.attempts for job in gave_up] == [2] and len(calls) == 1
+        wait_for(lambda: len(store.attempts(message["id"])) == 2, 5, "the failing attempt's record")
         assert [a["outcome"] for a in store.attempts(message["id"])] == ["retry", "failed"]
         assert sum("retrying in" in line for line in lines.lines) == 0
         assert sum("returned after worker.job_timeout gave it up" in line for line in lines.lines) == 1
