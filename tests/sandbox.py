@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from whatsapp.cloud_api.sends import is_user_id
 from whatsapp.testing.service import HEALTH_TOKEN, Service
 
 
@@ -63,6 +64,17 @@ class Simulator:
             )
             assert response.status_code == 201, response.text
 
+    @classmethod
+    def with_username(cls, service: Service, username: str, name: str = "Test Customer") -> Simulator:
+        """A customer known only by ``username``: the simulator gives it a business-scoped user id, its key."""
+        response = service.http.post(
+            service.url + "/sandbox/api/customers",
+            json={"kind": "username", "username": username, "name": name},
+            timeout=10,
+        )
+        assert response.status_code == 201, response.text
+        return cls(service, response.json()["wa_id"], name=None)
+
     def remove(self) -> None:
         """Forget this customer and its conversation."""
         self.service.http.delete(f"{self.service.url}/sandbox/api/customers/{self.customer}", timeout=10)
@@ -92,7 +104,9 @@ class Simulator:
 
     def send_as_business(self, payload: dict[str, Any]) -> Any:
         return self.service.http.post(
-            self.service.url + "/sandbox/api/send", json={"to": self.customer, **payload}, timeout=10
+            self.service.url + "/sandbox/api/send",
+            json={"recipient" if is_user_id(self.customer) else "to": self.customer, **payload},
+            timeout=10,
         )
 
     def conversation(self) -> dict[str, Any]:

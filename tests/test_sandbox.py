@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import multiprocessing
+import re
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import closing
@@ -330,3 +331,60 @@ def test_the_sandbox_graph_takes_every_kind_of_reply(sandbox, simulator):
         sent = customer.send_as_business(message)
         assert sent.status_code == 200, (message["type"], sent.text)
     assert len(customer.wait_for_replies(len(EXPECTED))) == len(EXPECTED)
+
+
+def test_a_username_customer_is_sent_as_meta_sends_one_and_answered_with_recipient(sandbox_with_model):
+    """No phone number at all: ``from_user_id`` and the username reach the agent, the answer goes to ``recipient``."""
+    service, model = sandbox_with_model
+    refused = service.http.post(
+        service.url + "/sandbox/api/customers", json={"kind": "username", "username": "no spaces"}, timeout=10
+    )
+    assert refused.status_code == 400 and "username" in refused.json()["error"]
+    customer = Simulator.with_username(service, "@Kerry.Fisher", name="Kerry Fisher")
+    try:
+        user_id = customer.customer
+        assert re.fullmatch(r"US\.\d{20}", user_id)
+        listed = service.get("/sandbox/api/customers").json()["customers"]
+        assert {"wa_id": user_id, "name": "Kerry Fisher", "username": "kerry.fisher"} in [
+            {k: c[k] for k in ("wa_id", "name", "username")} for c in listed
+        ]
+        model.reply_with("We deliver on Fridays.")
+        wamid = customer.say("Do you deliver?")
+        [reply] = customer.wait_for_replies(1)
+
+        [inbound] = customer.events("inbound")
+        value = inbound["webhook"]["entry"][0]["changes"][0]["value"]
+        [message] = value["messages"]
+        assert "from" not in message and message["from_user_id"] == user_id and message["id"] == wamid
+        assert value["contacts"] == [
+            {"profile": {"name": "Kerry Fisher", "username": "kerry.fisher"}, "user_id": user_id}
+        ]
+        [ack] = customer.events("ack")
+        assert ack["status"] == 200
+        assert model.chat_requests()[-1]["messages"][-1]["content"] == "Do you deliver?"
+
+        assert reply["request"]["recipient"] == user_id and "to" not in reply["request"]
+        assert reply["request"]["text"]["body"] == "We deliver on Fridays."
+        assert reply["request"]["context"] == {"message_id": wamid}
+        assert reply["response"]["contacts"] == [{"input": user_id, "user_id": user_id}]
+        [read] = customer.events("read")
+        assert read["request"]["message_id"] == wamid
+
+        # The page reports the answer read: the status webhook names the customer by user id, and is taken.
+        seen = service.http.post(
+            service.url + "/sandbox/api/seen", json={"customer": user_id, "ids": [reply["wamid"]]}, timeout=10
+        )
+        assert [s["status"] for s in seen.json()["statuses"]] == ["delivered", "read"]
+        [status_ack] = customer.wait(
+            "the status webhook's answer", lambda c: [e for e in c["events"] if e["kind"] == "status_ack"]
+        )
+        assert status_ack["status"] == 200 and status_ack["statuses"] == [reply["wamid"]] * 2
+
+        # The fake Graph refuses a user id in "to", as Meta does.
+        wrong = service.http.post(
+            service.url + "/sandbox/api/send", json={"to": user_id, "type": "text", "text": {"body": "hi"}}, timeout=10
+        )
+        assert wrong.status_code == 400 and "goes in recipient" in wrong.json()["error"]["details"]
+    finally:
+        customer.remove()
+    assert service.http.delete(f"{service.url}/sandbox/api/customers/{user_id}", timeout=10).status_code == 404

@@ -109,12 +109,17 @@ def validate_send(body: Any) -> None:
         raise invalid("The parameter context['message_id'] is invalid.")
 
 
+def is_user_id(value: object) -> bool:
+    """Whether ``value`` is a business-scoped user id (``US.13491208655302741918``), what ``recipient`` takes."""
+    return isinstance(value, str) and bool(_BSUID.match(value))
+
+
 def _validate_addressing(body: dict) -> None:
     to, recipient = body.get("to"), body.get("recipient")
     if to is not None and recipient is not None:
         raise invalid("Send either to (a phone number) or recipient (a business-scoped user id), not both.")
     if recipient is not None:
-        if not isinstance(recipient, str) or not _BSUID.match(recipient):
+        if not is_user_id(recipient):
             raise invalid("Param recipient must be a business-scoped user id such as US.13491208655302741918.")
         return
     if not to:

@@ -3,8 +3,9 @@
 Gunicorn runs several processes, each with its own app: the simulator page may be served by one, the webhook by
 another and the Graph call made by a third. So nothing lives in memory: the generated secrets, the simulated
 customers, an append-only log of events per customer (inbound messages, webhook acknowledgements, Graph calls,
-statuses) and the uploaded media are all rows here. WAL mode, one connection per thread (and per process: a
-connection is never used across a fork).
+statuses) and the uploaded media are all rows here. A customer is keyed on its phone number, or, for a customer
+known only by a username, on its business-scoped user id (``US.…``), as the service keys its sessions. WAL mode,
+one connection per thread (and per process: a connection is never used across a fork).
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ RETENTION_SECONDS = 7 * 24 * 3600.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS shared (name TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS customers (wa_id TEXT PRIMARY KEY, name TEXT NOT NULL, created REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS customers (
+    wa_id TEXT PRIMARY KEY, name TEXT NOT NULL, created REAL NOT NULL, username TEXT
+);
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     customer TEXT NOT NULL,
@@ -70,6 +73,9 @@ class Records:
         self._local = threading.local()
         with self._connect() as db:
             db.executescript(_SCHEMA)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(customers)")}
+            if "username" not in columns:  # a sandbox.db from before username customers
+                db.execute("ALTER TABLE customers ADD COLUMN username TEXT")
 
     # values every process agrees on -------------------------------------------------------------------------
 
@@ -95,24 +101,26 @@ class Records:
 
     # customers -----------------------------------------------------------------------------------------------
 
-    def add_customer(self, wa_id: str, name: str, *, keep_name: bool = False) -> None:
-        """Create or rename a simulated customer (``keep_name`` only creates)."""
+    def add_customer(self, wa_id: str, name: str, *, username: str | None = None, keep_name: bool = False) -> None:
+        """Create or rename a simulated customer (``keep_name`` only creates); ``wa_id`` is a business-scoped user
+        id for a customer known by ``username`` alone."""
         conflict = "NOTHING" if keep_name else "UPDATE SET name = excluded.name"
         with self._connect() as db:
             db.execute(
-                f"INSERT INTO customers (wa_id, name, created) VALUES (?, ?, ?) ON CONFLICT (wa_id) DO {conflict}",
-                (wa_id, name, time.time()),
+                "INSERT INTO customers (wa_id, name, created, username) VALUES (?, ?, ?, ?) "
+                f"ON CONFLICT (wa_id) DO {conflict}",
+                (wa_id, name, time.time(), username),
             )
 
     def customers(self) -> list[dict[str, Any]]:
         """Every customer with the time of its last event, most recent first."""
         with self._connect() as db:
             rows = db.execute(
-                """SELECT c.wa_id, c.name, c.created, MAX(e.at) FROM customers c
+                """SELECT c.wa_id, c.name, c.created, MAX(e.at), c.username FROM customers c
                    LEFT JOIN events e ON e.customer = c.wa_id GROUP BY c.wa_id
                    ORDER BY COALESCE(MAX(e.at), c.created) DESC"""
             ).fetchall()
-        return [{"wa_id": r[0], "name": r[1], "last_at": r[3] or r[2]} for r in rows]
+        return [{"wa_id": r[0], "name": r[1], "last_at": r[3] or r[2], "username": r[4]} for r in rows]
 
     def remove_customer(self, wa_id: str) -> bool:
         """Forget a customer, its conversation and its uploads; False when there was no such customer."""
@@ -121,10 +129,11 @@ class Records:
             db.execute("DELETE FROM media WHERE customer = ?", (wa_id,))
             return db.execute("DELETE FROM customers WHERE wa_id = ?", (wa_id,)).rowcount == 1
 
-    def customer_name(self, wa_id: str) -> str | None:
+    def customer(self, wa_id: str) -> tuple[str, str | None] | None:
+        """A customer's profile name and username (``None`` for a customer known by phone number)."""
         with self._connect() as db:
-            row = db.execute("SELECT name FROM customers WHERE wa_id = ?", (wa_id,)).fetchone()
-        return row[0] if row else None
+            row = db.execute("SELECT name, username FROM customers WHERE wa_id = ?", (wa_id,)).fetchone()
+        return (row[0], row[1]) if row else None
 
     # events --------------------------------------------------------------------------------------------------
 

@@ -6,8 +6,9 @@ address a request names: a forged ``Host`` would otherwise have signed bodies se
 a background thread, so the page is answered first. Replies come back through the fake Graph API's records, which
 the page polls. Signatures are never handed out.
 
-- ``GET  /sandbox/api/customers`` and ``POST`` (``{"wa_id", "name"}``): the simulated customers;
-  ``DELETE /sandbox/api/customers/<wa_id>`` forgets one with its conversation.
+- ``GET  /sandbox/api/customers`` and ``POST`` (``{"wa_id", "name"}``, or ``{"kind": "username", "username",
+  "name"}`` for a customer known only by a username: it gets a business-scoped user id, which keys it from then on):
+  the simulated customers; ``DELETE /sandbox/api/customers/<wa_id>`` forgets one with its conversation.
 - ``POST /sandbox/api/messages``: ``{"customer", "type", ...}``: text, button_reply, list_reply, reaction, location.
 - ``POST /sandbox/api/media``: a multipart upload (``customer``, ``file``, ``caption``, ``voice``).
 - ``GET  /sandbox/api/conversation?customer=…&after=…``: the customer's events after a cursor, and "typing…".
@@ -25,6 +26,8 @@ import hashlib
 import json
 import logging
 import os
+import re
+import secrets
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +40,7 @@ from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from ..bodies import request_body
+from ..cloud_api.sends import is_user_id
 from ..cloud_api.shapes import dumps, new_media_id, sha256_b64, sign
 from ..errors import BodyTooLarge, GraphAPIError
 from ..extension import current_service
@@ -60,6 +64,8 @@ JSON_CAP = 256 * 1024
 WEBHOOK_TIMEOUT = 10.0
 WEBHOOK_PATH = "/whatsapp/webhook"
 WEBHOOK_URL = ORIGIN + WEBHOOK_PATH  # answered in-process: the sandbox's session mounts ORIGIN on the app
+#: A WhatsApp username: 3 to 35 lowercase letters, digits, dots and underscores, at least one letter.
+USERNAME = re.compile(r"^(?=.*[a-z])[a-z0-9._]{3,35}$")
 
 _executor: ThreadPoolExecutor | None = None
 _executor_pid = 0
@@ -101,17 +107,24 @@ def customers() -> ResponseReturnValue:
 @bp.post("/sandbox/api/customers")
 def add_customer() -> ResponseReturnValue:
     body = _json_object()
-    wa_id = _digits(str(body.get("wa_id") or ""))
     name = str(body.get("name") or "").strip()[:60]
+    if body.get("kind") == "username":
+        username = str(body.get("username") or "").strip().removeprefix("@").lower() or _made_up_username()
+        if not USERNAME.match(username):
+            return _problem("a username has 3 to 35 letters, digits, dots or underscores (e.g. kerry.fisher)")
+        user_id = payloads.new_user_id()
+        _records().add_customer(user_id, name or username, username=username)
+        return jsonify({"wa_id": user_id, "name": name or username, "username": username}), 201
+    wa_id = _digits(str(body.get("wa_id") or ""))
     if not 6 <= len(wa_id) <= 15:
         return _problem("a phone number has 6 to 15 digits, country code first (e.g. 4915112345678)")
     _records().add_customer(wa_id, name or f"+{wa_id}")
-    return jsonify({"wa_id": wa_id, "name": name or f"+{wa_id}"}), 201
+    return jsonify({"wa_id": wa_id, "name": name or f"+{wa_id}", "username": None}), 201
 
 
 @bp.delete("/sandbox/api/customers/<wa_id>")
 def remove_customer(wa_id: str) -> ResponseReturnValue:
-    if not _records().remove_customer(_digits(wa_id)):
+    if not _records().remove_customer(_customer_key(wa_id)):
         return _problem("no such customer", 404)
     return "", 204
 
@@ -123,7 +136,7 @@ def remove_customer(wa_id: str) -> ResponseReturnValue:
 def send_message() -> ResponseReturnValue:
     """A customer's text, button or list tap, reaction or shared location, delivered as a signed webhook."""
     body = _json_object()
-    customer = _digits(str(body.get("customer") or ""))
+    customer = _customer_key(str(body.get("customer") or ""))
     if not customer:
         return _problem("customer is required")
     kind = body.get("type", "text")
@@ -163,7 +176,7 @@ def send_media() -> ResponseReturnValue:
     """An image, document, video or voice note: stored for the fake Graph, then announced in a webhook."""
     # Parsing the form reads the body: stop (413) one byte past the cap, however it is sent.
     request.max_content_length = UPLOAD_CAP + FORM_OVERHEAD
-    customer = _digits(request.form.get("customer", ""))
+    customer = _customer_key(request.form.get("customer", ""))
     upload = request.files.get("file")
     if not customer or upload is None:
         return _problem("customer and file are required")
@@ -205,7 +218,7 @@ def send_media() -> ResponseReturnValue:
 def seen() -> ResponseReturnValue:
     """The page showed our messages: record delivered and read, and tell the service with a status webhook."""
     body = _json_object()
-    customer = _digits(str(body.get("customer") or ""))
+    customer = _customer_key(str(body.get("customer") or ""))
     ids = body.get("ids") or []
     if not isinstance(ids, list):
         return _problem("ids must be a list of message ids")
@@ -228,8 +241,8 @@ def seen() -> ResponseReturnValue:
 def send_as_business() -> ResponseReturnValue:
     """Send any ``/messages`` payload through the service's own Graph client (try an interactive list, say)."""
     payload = _json_object()
-    if not payload.get("to"):
-        return _problem("send a /messages payload with at least 'to' and 'type'")
+    if not (payload.get("to") or payload.get("recipient")):
+        return _problem("send a /messages payload with at least 'to' (or 'recipient') and 'type'")
     client = current_sandbox().client
     try:
         wamid = client.send(payload)
@@ -243,7 +256,7 @@ def send_as_business() -> ResponseReturnValue:
 
 @bp.get("/sandbox/api/conversation")
 def conversation() -> ResponseReturnValue:
-    customer = _digits(request.args.get("customer", ""))
+    customer = _customer_key(request.args.get("customer", ""))
     try:
         after = int(request.args.get("after", "0"))
     except ValueError:
@@ -276,9 +289,9 @@ def media(media_id: str) -> Response:
 def _deliver(customer: str, message: dict[str, Any]) -> ResponseReturnValue:
     """Record the customer's message and POST its webhook to this server in the background."""
     records = _records()
-    name = records.customer_name(customer) or f"+{customer}"
+    name, username = records.customer(customer) or (f"+{customer}", None)
     records.add_customer(customer, name, keep_name=True)
-    payload = payloads.webhook(message, name, _settings().phone_number_id)
+    payload = payloads.webhook(message, name, _settings().phone_number_id, username=username)
     records.add_event(customer, "inbound", {"message": message, "webhook": payload}, wamid=message["id"])
     _post_in_background(customer, message["id"], payload)
     return jsonify({"id": message["id"], "webhook": payload}), 202
@@ -363,6 +376,16 @@ def _json_object() -> dict[str, Any]:
 
 def _digits(text: str) -> str:
     return "".join(c for c in text if c.isdigit())[:20]
+
+
+def _customer_key(text: str) -> str:
+    """A customer as the page names it: a business-scoped user id as it is, else the digits of a phone number."""
+    text = text.strip()
+    return text if is_user_id(text) else _digits(text)
+
+
+def _made_up_username() -> str:
+    return f"customer_{secrets.randbelow(10**6):06d}"
 
 
 def _media_kind(mime_type: str, voice: bool) -> str:

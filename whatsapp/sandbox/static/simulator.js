@@ -10,7 +10,7 @@ const BUSINESS = "Sandbox Business";
 const $ = (id) => document.getElementById(id);
 const state = {
   customers: [],
-  current: null,      // wa_id of the customer being simulated
+  current: null,      // wa_id of the customer being simulated (a business-scoped user id for a username customer)
   generation: 0,      // bumps on every switch, so late answers for another customer are dropped
   cursor: 0,
   events: [],
@@ -73,7 +73,7 @@ async function loadCustomers() {
 
 async function removeCustomer(customer) {
   if (!confirm(`Remove ${customer.name} and the whole conversation?`)) return;
-  await fetch(`/sandbox/api/customers/${customer.wa_id}`, {method: "DELETE"});
+  await fetch(`/sandbox/api/customers/${encodeURIComponent(customer.wa_id)}`, {method: "DELETE"});
   if (state.current === customer.wa_id) state.current = null;
   await loadCustomers();
 }
@@ -106,7 +106,7 @@ async function poll() {
   const customer = state.current;
   try {
     if (customer) {
-      const data = await api(`/sandbox/api/conversation?customer=${customer}&after=${state.cursor}`);
+      const data = await api(`/sandbox/api/conversation?customer=${encodeURIComponent(customer)}&after=${state.cursor}`);
       if (generation === state.generation) {
         const fresh = data.events.filter((e) => e.seq > state.cursor);
         const changed = fresh.length > 0 || data.typing !== state.typing;
@@ -284,6 +284,11 @@ function prettyNumber(waId) {
   return `+${waId.slice(0, size)} ${rest.join(" ")}`;
 }
 
+// How a customer is known: "@username" (its phone number is withheld), else its phone number.
+function handle(customer) {
+  return customer.username ? `@${customer.username}` : prettyNumber(customer.wa_id);
+}
+
 function renderCustomers() {
   const list = $("customer-list");
   list.replaceChildren();
@@ -292,7 +297,7 @@ function renderCustomers() {
     li.dataset.waId = customer.wa_id;
     li.append(el("div", "avatar", initials(customer.name)));
     const text = el("div");
-    text.append(el("div", "name", customer.name), el("div", "number", prettyNumber(customer.wa_id)));
+    text.append(el("div", "name", customer.name), el("div", "number", handle(customer)));
     const remove = el("button", "remove", "✕");
     remove.type = "button";
     remove.title = "Remove this customer and the conversation";
@@ -302,7 +307,7 @@ function renderCustomers() {
     list.append(li);
   }
   const me = state.customers.find((c) => c.wa_id === state.current);
-  $("me").textContent = me ? `you are ${me.name} · ${prettyNumber(me.wa_id)}` : "";
+  $("me").textContent = me ? `you are ${me.name} · ${handle(me)}` : "";
 }
 
 // Whether to follow new messages is decided by the reader's scrolling, not by the geometry at render time: a photo
@@ -853,7 +858,9 @@ function start() {
     event.preventDefault();
     const error = $("add-error");
     try {
-      const added = await postJson("/sandbox/api/customers", {wa_id: $("new-number").value, name: $("new-name").value});
+      const kind = $("new-kind").value;
+      const known = kind === "username" ? {username: $("new-number").value} : {wa_id: $("new-number").value};
+      const added = await postJson("/sandbox/api/customers", {kind, ...known, name: $("new-name").value});
       $("new-number").value = "";
       $("new-name").value = "";
       error.hidden = true;
@@ -863,6 +870,13 @@ function start() {
       error.textContent = problem.message;
       error.hidden = false;
     }
+  });
+  $("new-kind").addEventListener("change", (event) => {
+    const username = event.target.value === "username";
+    const field = $("new-number");
+    field.placeholder = username ? "Username (empty: made up)" : "Phone, country code first";
+    field.inputMode = username ? "text" : "tel";
+    field.required = !username;
   });
   document.addEventListener("click", () => { $("emoji-picker").hidden = true; });
   document.addEventListener("visibilitychange", reportSeen);
