@@ -24,6 +24,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support.select import Select
 from selenium.webdriver.support.wait import WebDriverWait
 
 from tests.sandbox import Simulator, new_customer, png, start_sandbox
@@ -218,6 +219,31 @@ def test_a_customer_chats_with_the_bot_in_the_browser(sandbox, model, browser, c
     driver.find_element(By.ID, "composer").send_keys("And tomorrow?", Keys.ENTER)
     wait(driver, "the answer after the photo", lambda d: bubble_with(d, "theirs", "Tomorrow too"))
     wait(driver, "the newest message in view", lambda d: below_the_view(d) < 2, timeout=5)
+
+
+def test_a_username_customer_added_in_the_browser_is_answered_in_its_conversation(sandbox, model, browser):
+    """Added as "Username": the page shows @username, and the answer, sent to its user id, appears in its chat."""
+    driver = browser
+    driver.get(sandbox.url + "/simulator")
+    Select(driver.find_element(By.ID, "new-kind")).select_by_value("username")
+    driver.find_element(By.ID, "new-number").send_keys("kerry.fisher")
+    driver.find_element(By.ID, "new-name").send_keys("Kerry Username")
+    driver.find_element(By.ID, "add-customer-button").click()
+    wait(driver, "the new customer selected", lambda d: "@kerry.fisher" in d.find_element(By.ID, "me").text)
+    [added] = [c for c in sandbox.get("/sandbox/api/customers").json()["customers"] if c["name"] == "Kerry Username"]
+    customer = Simulator(sandbox, added["wa_id"], name=None)
+    try:
+        model.reply_with("Hello *Kerry*, we are open until ten.")
+        driver.find_element(By.ID, "composer").send_keys("Are you open tonight?", Keys.ENTER)
+        answer = wait(driver, "the answer bubble", lambda d: bubble_with(d, "theirs", "we are open until ten"))
+        assert "Are you open tonight?" in answer.find_element(By.CSS_SELECTOR, ".quote").text
+        [reply] = customer.wait_for_replies(1)
+        assert reply["request"]["recipient"] == added["wa_id"] and "to" not in reply["request"]
+        [inbound] = customer.events("inbound")
+        assert "from" not in inbound["message"] and inbound["message"]["from_user_id"] == added["wa_id"]
+        assert model.chat_requests()[-1]["messages"][-1]["content"] == "Are you open tonight?"
+    finally:
+        customer.remove()
 
 
 # README's first walk-through, word for word: the shop agent, the offline model, a tool call and a handoff.

@@ -874,7 +874,7 @@ function start() {
   $("new-kind").addEventListener("change", (event) => {
     const username = event.target.value === "username";
     const field = $("new-number");
-    field.placeholder = username ? "Username (empty: made up)" : "Phone, country code first";
+    field.placeholder = username ? "Username, optional" : "Phone, country code first";
     field.inputMode = username ? "text" : "tel";
     field.required = !username;
   });
