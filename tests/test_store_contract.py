@@ -23,7 +23,16 @@ from tests.redis_server import RedisServer
 from whatsapp import StoreUnavailable
 from whatsapp.privacy import tag
 from whatsapp.store import Delivery, InboxEntry, Part, Store, open_store
-from whatsapp.store.base import HISTORY_KEEP, Job, Reply, State, Stats, StoredMessage
+from whatsapp.store.base import (
+    HISTORY_KEEP,
+    AttemptRecord,
+    FailedMessage,
+    Job,
+    Reply,
+    State,
+    Stats,
+    StoredMessage,
+)
 from whatsapp.store.redis import RedisStore
 from whatsapp.store.sqlite import SQLiteStore
 
@@ -627,13 +636,15 @@ def test_a_status_that_arrives_before_its_part_is_marked_sent_is_kept(store):
 def test_attempts_are_kept_in_order_and_an_attempt_can_be_recorded_again(store):
     store.record([entry("wamid.1")])
     assert store.attempts("wamid.1") == []
-    store.record_attempt("wamid.1", 2, {"holder": "worker:2:0", "outcome": "done"})
-    store.record_attempt("wamid.1", 1, {"holder": "worker:1:0", "outcome": "retry"})
-    store.record_attempt("wamid.1", 2, {"holder": "worker:2:0", "outcome": "done", "sends": 1})
-    assert store.attempts("wamid.1") == [
-        {"holder": "worker:1:0", "outcome": "retry"},
-        {"holder": "worker:2:0", "outcome": "done", "sends": 1},
-    ]
+    second = AttemptRecord(2, "worker:2:0", 1_700_000_020.5, state=State.DONE, outcome="done")
+    first = AttemptRecord(1, "worker:1:0", 1_700_000_010.25, 0.5, State.RECEIVED, outcome="retry", reason="HTTP 503")
+    store.record_attempt("wamid.1", second)
+    store.record_attempt("wamid.1", first)
+    sent = dataclasses.replace(second, agent="Support", model_seconds=1.5, sends=1, first_sent_at=1_700_000_021.0)
+    store.record_attempt("wamid.1", sent)
+    recorded = store.attempts("wamid.1")
+    assert recorded == [first, sent]
+    assert all(type(record.state) is State for record in recorded)
 
 
 def test_failed_lists_the_latest_failed_messages_with_their_reasons(store):
@@ -643,17 +654,17 @@ def test_failed_lists_the_latest_failed_messages_with_their_reasons(store):
         store.finish(job.id, job.holder, "done" if n == 1 else "failed", f"reason {n}")
         time.sleep(0.01)  # distinct finish times
     listed = store.failed(10)
-    assert [(row["id"], row["sender"], row["reason"]) for row in listed] == [
-        ("wamid.2", "15550002", "reason 2"),
-        ("wamid.0", "15550000", "reason 0"),
+    assert listed == [
+        FailedMessage("wamid.2", "15550002", "reason 2", store.get("wamid.2").updated_at),
+        FailedMessage("wamid.0", "15550000", "reason 0", store.get("wamid.0").updated_at),
     ]
-    assert listed[0]["finished_at"] >= listed[1]["finished_at"] > time.time() - 60
-    assert [row["id"] for row in store.failed(1)] == ["wamid.2"]
+    assert listed[0].finished_at >= listed[1].finished_at > time.time() - 60
+    assert store.failed(1) == listed[:1]
 
 
 def test_prune_forgets_statuses_and_attempts_past_retention(store):
     sent_part(store)
-    store.record_attempt("wamid.1", 1, {"outcome": "done"})
+    store.record_attempt("wamid.1", AttemptRecord(1, "worker:1:0", time.time(), outcome="done"))
     store.record_deliveries([Delivery("wamid.out.1", "failed", 1_700_000_005, "15550001", 131026, "Undeliverable")])
     store.finish("wamid.1", "worker:1:0", "done")
     store.prune(time.time() - 3600)
@@ -666,10 +677,59 @@ def test_prune_forgets_statuses_and_attempts_past_retention(store):
 def test_requeue_starts_the_attempts_over(store):
     store.record([entry("wamid.1")])
     job = store.claim("worker:1:0", LONG)
-    store.record_attempt("wamid.1", 1, {"outcome": "failed"})
+    store.record_attempt("wamid.1", AttemptRecord(1, job.holder, time.time(), outcome="failed"))
     store.finish(job.id, job.holder, "failed", "boom")
     store.requeue("wamid.1")
     assert store.attempts("wamid.1") == []
+
+
+def operators_view(store: Store) -> tuple:
+    """One history played on ``store``, and every record an operator reads of it (``show``, ``failed``), with the
+    times the store itself takes (when a message finished, leases) set aside: they differ from one run to the next."""
+    received_at = 1_700_000_000.5
+    store.record([entry("wamid.1", received_at=received_at), entry("wamid.2", "15550002", received_at=received_at)])
+    first = store.claim("worker:1:0", LONG)
+    store.plan_replies(first.id, 1, first.sender, first.id, ["Hello", Part("Pick one", {"type": "interactive"})])
+    store.mark_sent(first.id, 1, 0, "wamid.out.1")
+    store.mark_sent(first.id, 1, 1, "wamid.out.2")
+    store.record_attempt(first.id, AttemptRecord(1, first.holder, 1_700_000_002.5, 0.25, State.DONE, "Support", 1.5))
+    store.finish(first.id, first.holder, "done")
+    second = store.claim("worker:1:1", LONG)
+    store.record_attempt(second.id, AttemptRecord(1, second.holder, 1_700_000_003.0, outcome="failed", reason="boom"))
+    store.finish(second.id, second.holder, "failed", "boom")
+    store.record_deliveries(
+        [
+            Delivery("wamid.out.1", "read", 1_700_000_004, "15550001"),
+            Delivery("wamid.out.2", "failed", 1_700_000_005, "15550001", 131047, "Re-engagement message"),
+            Delivery("wamid.elsewhere", "failed", 1_700_000_006, "15550003", 131026, "Undeliverable"),
+        ]
+    )
+    at = {"updated_at": 0.0, "lease_until": 0.0, "not_before": 0.0}
+    return (
+        [dataclasses.replace(store.get(message_id), **at) for message_id in ("wamid.1", "wamid.2")],
+        [store.attempts(message_id) for message_id in ("wamid.1", "wamid.2")],
+        [dataclasses.replace(failed, finished_at=0.0) for failed in store.failed(10)],
+        store.deliveries(["wamid.out.1", "wamid.out.2", "wamid.elsewhere"]),
+        sorted(store.failed_deliveries(10), key=lambda delivery: delivery.wamid),  # the same second: any order
+    )
+
+
+def test_both_stores_give_equal_typed_records_for_the_same_history(tmp_path, redis_server):
+    redis.Redis.from_url(redis_server.url).flushall()
+    sqlite_store, redis_store = SQLiteStore(tmp_path / "store.db"), RedisStore(redis_server.url)
+    try:
+        in_sqlite, in_redis = operators_view(sqlite_store), operators_view(redis_store)
+    finally:
+        sqlite_store.close()
+        redis_store.close()
+    assert in_redis == in_sqlite
+    messages, attempts, failed, deliveries, undelivered = in_sqlite
+    assert [message.state for message in messages] == [State.DONE, State.FAILED]
+    assert [len(message.replies) for message in messages] == [2, 0]
+    assert [[record.outcome for record in records] for records in attempts] == [[None], ["failed"]]
+    assert failed == [FailedMessage("wamid.2", "15550002", "boom", 0.0)]
+    assert sorted(deliveries) == ["wamid.elsewhere", "wamid.out.1", "wamid.out.2"]
+    assert [(d.wamid, d.message_id) for d in undelivered] == [("wamid.elsewhere", None), ("wamid.out.2", "wamid.1")]
 
 
 # Redis only: expiry, outages, scale ---------------------------------------------------------------------------

@@ -32,7 +32,7 @@ from .messages import Text as InboundText
 from .privacy import clean, mask, tag
 from .questions import MEDIA_URL_PREFIX, Note, Notice, Question, QuestionBuilder, Transcriber, expects_answer
 from .replies import RichReply, Text
-from .store import Job, Part, Reply, State, Store
+from .store import Job, Part, Reply, Store
 from .texts import APOLOGY, HELP, RATE_LIMITED, RESET_DONE
 from .typing_indicator import Typing
 
@@ -195,7 +195,7 @@ class AgentWhatsAppRequestHandler:
         for reply in planned:
             if reply.wamid:
                 if attempt := current_attempt.get():
-                    attempt.resumed = True
+                    attempt.found_sent()
                 continue
             if not checked:
                 self._hold_claim(job)
@@ -210,7 +210,8 @@ class AgentWhatsAppRequestHandler:
             self.store.mark_sent(job.id, slot, reply.part, wamid)
             attempt = current_attempt.get()
             if attempt is not None:
-                if attempt.first_sent_at is None and not attempt.resumed:  # the message's first part at Graph
+                so_far = attempt.record
+                if so_far.first_sent_at is None and not so_far.resumed:  # the message's first part at Graph
                     metrics.ANSWER.observe(time.time() - job.received_at)
                 attempt.sent(started)
             log.info("message %s: answered part %d (%s)", tag(job.id), reply.part + 1, tag(wamid))
@@ -303,7 +304,7 @@ class AgentWhatsAppRequestHandler:
         metrics.MODEL.observe(elapsed)
         last_agent = result.last_agent.name
         if attempt := current_attempt.get():
-            attempt.agent, attempt.model_seconds = last_agent, round(elapsed, 6)
+            attempt.asked(last_agent, elapsed)
         log.info("message %s: agent %s answered in %.2fs", tag(job.id), last_agent, elapsed)
         turns = [{"role": "user", "content": question.content}, *result.new_items]
         replies = tuple(Part(r.summary(), r.message(replying_to=job.id)) for r in replies_made(result))
@@ -314,7 +315,7 @@ class AgentWhatsAppRequestHandler:
         session = {**session, "agent": last_agent, "entry": self.settings.whatsapp.agent, **customer_ids(message)}
         self.store.save_answer(job.id, job.holder, job.sender, answer, turns, session=session)
         if attempt := current_attempt.get():
-            attempt.state = State.ANSWERED
+            attempt.answered()
         return answer
 
     def _agent_for(self, job: Job, session: dict) -> Agent:
@@ -341,7 +342,7 @@ class AgentWhatsAppRequestHandler:
             yield
             return
         attempt = current_attempt.get()
-        elapsed = time.time() - attempt.claimed_at if attempt else 0.0
+        elapsed = time.time() - attempt.record.claimed_at if attempt else 0.0
         token = self._typing.keep_up(message_id, until=time.monotonic() + self.settings.worker.job_timeout - elapsed)
         try:
             yield

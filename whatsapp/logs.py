@@ -61,7 +61,8 @@ class JsonLines(logging.Formatter):
             line["tag"] = tag(message_id)
         attempt = current_attempt.get()
         if attempt is not None:
-            line.update(state=attempt.state, attempt=attempt.number, holder=attempt.holder)
+            so_far = attempt.record
+            line.update(state=so_far.state, attempt=so_far.number, holder=so_far.holder)
             line["seconds"] = attempt.timings()
         for name in EXTRA_FIELDS:
             if name in record.__dict__:

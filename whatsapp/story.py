@@ -27,15 +27,15 @@ def story(store: Store, message_id: str) -> dict[str, Any] | None:
     stored = store.get(message_id)
     if stored is None:
         return None
-    attempts = store.attempts(message_id)
+    records = store.attempts(message_id)
     replies = stored.replies
     statuses = store.deliveries([reply.wamid for reply in replies if reply.wamid])
-    previous_end = stored.received_at
-    for attempt in attempts:
-        attempt["queued_seconds"] = _seconds(attempt["claimed_at"] - previous_end)
-        previous_end = attempt.get("ended_at") or attempt["claimed_at"]
-    first_sent = min((a["first_sent_at"] for a in attempts if a.get("first_sent_at")), default=None)
-    agents = [a["agent"] for a in attempts if a.get("agent")]
+    attempts, previous_end = [], stored.received_at
+    for record in records:
+        attempts.append({**record.as_dict(), "queued_seconds": _seconds(record.claimed_at - previous_end)})
+        previous_end = record.ended_at or record.claimed_at
+    first_sent = min((a.first_sent_at for a in records if a.first_sent_at), default=None)
+    agents = [a.agent for a in records if a.agent]
     message = stored.payload.get("message", {})
     return {
         "id": stored.id,
@@ -152,13 +152,14 @@ def failed(limit: int, as_json: bool) -> None:
             }
             for d in deliveries
         ]
-        for row in messages:
-            row["sender"] = mask(row["sender"])
-        click.echo(json.dumps({"messages": messages, "deliveries": undelivered}, indent=2, ensure_ascii=False))
+        failures = [
+            {"id": m.id, "sender": mask(m.sender), "reason": m.reason, "finished_at": m.finished_at} for m in messages
+        ]
+        click.echo(json.dumps({"messages": failures, "deliveries": undelivered}, indent=2, ensure_ascii=False))
         return
     click.echo(f"failed messages ({len(messages)}):")
-    for row in messages:
-        click.echo(f"  {_when(row['finished_at'])}  {row['id']}  from {mask(row['sender'])}: {row['reason']}")
+    for m in messages:
+        click.echo(f"  {_when(m.finished_at)}  {m.id}  from {mask(m.sender)}: {m.reason}")
     click.echo(f"replies WhatsApp could not deliver ({len(deliveries)}):")
     for d in deliveries:
         answered = f"answering {d.message_id}" if d.message_id else "not in the reply log"

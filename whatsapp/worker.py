@@ -25,7 +25,6 @@ import socket
 import threading
 import time
 from contextvars import ContextVar
-from dataclasses import replace
 from typing import Protocol
 
 from . import metrics
@@ -36,7 +35,7 @@ from .failures import describe, failure_class
 from .pool import ElasticPool
 from .privacy import tag
 from .processes import pid_alive
-from .store import Job, State, Store
+from .store import AttemptRecord, Job, State, Store
 
 log = logging.getLogger("whatsapp.worker")
 
@@ -248,9 +247,7 @@ class Worker:
                 self._started.pop(slot, None)
                 attempt = self._attempts.get(slot)
             if attempt is not None:
-                record = replace(attempt)
-                record.end("retry", reason)
-                self._keep(job, record)
+                self._keep(job, attempt.ended("retry", reason))
             metrics.RETRIES.inc()
             stuck = len(self._overdue)
             log.warning(
@@ -355,16 +352,16 @@ class Worker:
         finally:
             current_attempt.reset(token)
             if self._overdue.get(slot) is not job:  # else the deadline kept its record
-                self._keep(job, attempt)
+                if attempt.record.outcome is None:
+                    attempt.end("error", "unexpected error in the worker")
+                self._keep(job, attempt.record)
 
-    def _keep(self, job: Job, attempt: Attempt) -> None:
+    def _keep(self, job: Job, record: AttemptRecord) -> None:
         """Keep the attempt for ``flask whatsapp show``; a store hiccup here costs the record, never the job."""
-        if attempt.outcome is None:
-            attempt.end("error", "unexpected error in the worker")
         try:
-            self.store.record_attempt(job.id, attempt.number, attempt.as_dict())
+            self.store.record_attempt(job.id, record)
         except StoreUnavailable as error:
-            log.error("message %s: could not keep the record of attempt %d: %s", tag(job.id), attempt.number, error)
+            log.error("message %s: could not keep the record of attempt %d: %s", tag(job.id), record.number, error)
 
     def _attempt(self, slot: int, job: Job, attempt: Attempt) -> None:
         if job.attempts > self.settings.max_attempts:

@@ -199,7 +199,7 @@ def test_a_process_whose_every_thread_is_stuck_says_so_and_a_thread_back_late_ch
         assert released.reason == "attempt ran past worker.job_timeout (0.3 s)"
         wait_for(lambda: any("every one of the 1 worker threads is stuck" in line for line in lines.lines), 5, "log")
         assert calls == [worker.holder(0)]  # the one slot is stuck: nothing else was claimed
-        assert [a["outcome"] for a in store.attempts(message["id"])] == ["retry"]
+        assert [a.outcome for a in store.attempts(message["id"])] == ["retry"]
 
         tool_answers.set()  # the thread returns with a transient error: no second retry, no second count
         wait_for(lambda: store.get(message["id"]).state == "failed", 15, "the next claim failing the message")
@@ -207,7 +207,7 @@ def test_a_process_whose_every_thread_is_stuck_says_so_and_a_thread_back_late_ch
         assert failed.reason == "gave up after 1 attempts; last: attempt ran past worker.job_timeout (0.3 s)"
         assert [job.attempts for job in gave_up] == [2] and len(calls) == 1
         wait_for(lambda: len(store.attempts(message["id"])) == 2, 5, "the failing attempt's record")
-        assert [a["outcome"] for a in store.attempts(message["id"])] == ["retry", "failed"]
+        assert [a.outcome for a in store.attempts(message["id"])] == ["retry", "failed"]
         assert sum("retrying in" in line for line in lines.lines) == 0
         assert sum("returned after worker.job_timeout gave it up" in line for line in lines.lines) == 1
     finally:

@@ -12,7 +12,7 @@ import json
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from enum import StrEnum
 from typing import Any
 
@@ -212,6 +212,69 @@ class Delivery:
     error_title: str | None = None
     message_id: str | None = None  # the inbound message this part answered, when the reply log knows the wamid
 
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Delivery:
+        """The status a store's row describes: ``wamid``, ``status``, ``ts`` (Meta's timestamp), ``recipient``,
+        ``error_code``, ``error_title`` and, when the reply log was asked, ``message_id`` (absent or None if not)."""
+        return cls(
+            wamid=row["wamid"],
+            status=row["status"],
+            timestamp=int(row["ts"]),
+            recipient=row["recipient"],
+            error_code=row["error_code"],
+            error_title=row["error_title"],
+            message_id=row.get("message_id"),
+        )
+
+
+@dataclass(frozen=True)
+class FailedMessage:
+    """A message that finished ``failed``, as ``flask whatsapp failed`` lists it."""
+
+    id: str
+    sender: str
+    reason: str | None
+    finished_at: float  # unix seconds
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> FailedMessage:
+        """The failed message a store's row describes: ``id``, ``sender``, ``reason`` and ``updated_at`` (for a
+        finished message, when it finished)."""
+        return cls(row["id"], row["sender"], row.get("reason"), float(row["updated_at"]))
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    """What one attempt at a message did, as the store keeps it: :class:`whatsapp.attempts.Attempt` once it ended
+    (or was cut short by its deadline), for ``flask whatsapp show``."""
+
+    number: int  # 1 for the first attempt at a message
+    holder: str  # host:pid:thread, as in the claim
+    claimed_at: float  # unix seconds
+    since_received: float = 0.0  # seconds from the webhook receiving the message to this claim
+    state: State = State.CLAIMED  # the message's state as this attempt left it (received again on a retry)
+    agent: str | None = None  # the agent that answered, when the model was asked
+    model_seconds: float | None = None
+    sends: int = 0  # reply parts Graph accepted in this attempt
+    send_seconds: float = 0.0  # time spent in those Graph calls
+    first_sent_at: float | None = None  # unix seconds, when Graph accepted this attempt's first part
+    resumed: bool = False  # found parts that an earlier attempt had sent (and did not send them again)
+    ended_at: float | None = None
+    outcome: str | None = None  # done, retry (transient failure), failed, lost (another worker took the claim)
+    reason: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The record as JSON-ready data, as the store keeps it and ``show --json`` prints it."""
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> AttemptRecord:
+        """The record a store kept as JSON text. A field it does not know (written by a later version) is left out,
+        one it lacks (an earlier version's) takes its default."""
+        known = {field.name for field in fields(cls)}
+        data = {name: value for name, value in json.loads(text).items() if name in known}
+        return cls(**{**data, "state": State(data.get("state", State.CLAIMED))})
+
 
 class Store(ABC):
     """What every store (SQLite, Redis) must do; tests/test_store_contract.py holds the contract tests."""
@@ -356,18 +419,26 @@ class Store(ABC):
     def failed_deliveries(self, limit: int) -> list[Delivery]:
         """The latest ``failed`` statuses, newest first, with the message each part answered when known."""
 
-    @abstractmethod
-    def record_attempt(self, message_id: str, number: int, attempt: dict[str, Any]) -> None:
-        """Keep what the ``number``-th attempt at a message did (holder, timings, outcome); replaces an earlier
-        record of the same attempt."""
+    def record_attempt(self, message_id: str, attempt: AttemptRecord) -> None:
+        """Keep what an attempt at a message did (holder, timings, outcome); replaces an earlier record of the same
+        attempt (its ``number``)."""
+        self._record_attempt(message_id, attempt.number, json.dumps(attempt.as_dict()))
 
     @abstractmethod
-    def attempts(self, message_id: str) -> list[dict[str, Any]]:
+    def _record_attempt(self, message_id: str, number: int, data: str) -> None:
+        """:meth:`record_attempt` with the record as JSON text, as every store keeps it."""
+
+    def attempts(self, message_id: str) -> list[AttemptRecord]:
         """The recorded attempts at a message, first first; an attempt whose worker died has no record."""
+        return [AttemptRecord.from_json(data) for data in self._attempts(message_id)]
 
     @abstractmethod
-    def failed(self, limit: int) -> list[dict[str, Any]]:
-        """The latest failed messages, newest first: ``id``, ``sender``, ``reason``, ``finished_at``."""
+    def _attempts(self, message_id: str) -> list[str | bytes]:
+        """The JSON text of the recorded attempts at a message, in the order of their numbers."""
+
+    @abstractmethod
+    def failed(self, limit: int) -> list[FailedMessage]:
+        """The latest failed messages, newest first."""
 
     @abstractmethod
     def message_ids(self) -> Iterable[str]:

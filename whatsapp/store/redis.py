@@ -648,20 +648,20 @@ class RedisStore(base.Store):
             if data is not None
         ]
 
-    def record_attempt(self, message_id: str, number: int, attempt: dict[str, Any]) -> None:
+    def _record_attempt(self, message_id: str, number: int, data: str) -> None:
         key = self._key("a", message_id)
         with self._redis() as client:
             pipe = client.pipeline(transaction=True)
-            pipe.hset(key, str(number), json.dumps(attempt))
+            pipe.hset(key, str(number), data)
             pipe.expire(key, math.ceil(self._finished_ttl))
             pipe.execute()
 
-    def attempts(self, message_id: str) -> list[dict[str, Any]]:
+    def _attempts(self, message_id: str) -> list[str | bytes]:
         with self._redis() as client:
             fields = client.hgetall(self._key("a", message_id))
-        return [json.loads(fields[number]) for number in sorted(fields, key=int)]
+        return [fields[number] for number in sorted(fields, key=int)]
 
-    def failed(self, limit: int) -> list[dict[str, Any]]:
+    def failed(self, limit: int) -> list[base.FailedMessage]:
         with self._redis() as client:
             ids = client.zrevrange(self._key("s", "failed"), 0, limit - 1, withscores=True)
             pipe = client.pipeline(transaction=False)
@@ -669,13 +669,10 @@ class RedisStore(base.Store):
                 pipe.hmget(self._key("m", _text(message_id)), "sender", "reason")
             rows = pipe.execute()
         return [
-            {
-                "id": _text(message_id),
-                "sender": _text(sender) if sender is not None else None,
-                "reason": _text(reason) if reason is not None else None,
-                "finished_at": finished_at,
-            }
-            for (message_id, finished_at), (sender, reason) in zip(ids, rows, strict=True)
+            base.FailedMessage.from_row(
+                {"id": _text(message_id), "sender": _text(sender), "reason": reason and _text(reason), "updated_at": at}
+            )
+            for (message_id, at), (sender, reason) in zip(ids, rows, strict=True)
         ]
 
     def message_ids(self) -> Iterator[str]:
@@ -705,16 +702,10 @@ def _decode(flat: Sequence[bytes | str]) -> dict[str, str]:
 
 
 def _delivery(wamid: str, data: bytes | str, message_id: bytes | str | None = None) -> base.Delivery:
+    """A status as Redis keeps it: JSON whose error fields are named ``code`` and ``title``."""
     fields = json.loads(data)
-    return base.Delivery(
-        wamid=wamid,
-        status=fields["status"],
-        timestamp=fields["ts"],
-        recipient=fields["recipient"],
-        error_code=fields["code"],
-        error_title=fields["title"],
-        message_id=_text(message_id) if message_id is not None else None,
-    )
+    row = {**fields, "error_code": fields["code"], "error_title": fields["title"]}
+    return base.Delivery.from_row({**row, "wamid": wamid, "message_id": message_id and _text(message_id)})
 
 
 def _planned(part: str | base.Part) -> dict[str, Any]:

@@ -722,7 +722,7 @@ class SQLiteStore(base.Store):
             return {}
         marks = ",".join("?" * len(wamids))
         rows = self._read(f"SELECT * FROM deliveries WHERE wamid IN ({marks})", tuple(wamids))
-        return {row["wamid"]: _delivery(row) for row in rows}
+        return {row["wamid"]: base.Delivery.from_row(dict(row)) for row in rows}
 
     def failed_deliveries(self, limit: int) -> list[base.Delivery]:
         rows = self._read(
@@ -731,11 +731,9 @@ class SQLiteStore(base.Store):
             " ORDER BY d.updated_at DESC LIMIT ?",
             (limit,),
         )
-        return [_delivery(row) for row in rows]
+        return [base.Delivery.from_row(dict(row)) for row in rows]
 
-    def record_attempt(self, message_id: str, number: int, attempt: dict[str, Any]) -> None:
-        data = json.dumps(attempt)
-
+    def _record_attempt(self, message_id: str, number: int, data: str) -> None:
         def record(db: sqlite3.Connection) -> None:
             db.execute(
                 "INSERT OR REPLACE INTO attempts (message_id, number, data) VALUES (?, ?, ?)",
@@ -744,21 +742,18 @@ class SQLiteStore(base.Store):
 
         self._apply(record)
 
-    def attempts(self, message_id: str) -> list[dict[str, Any]]:
+    def _attempts(self, message_id: str) -> list[str | bytes]:
         rows = self._read("SELECT data FROM attempts WHERE message_id = ? ORDER BY number", (message_id,))
-        return [json.loads(row["data"]) for row in rows]
+        return [row["data"] for row in rows]
 
-    def failed(self, limit: int) -> list[dict[str, Any]]:
+    def failed(self, limit: int) -> list[base.FailedMessage]:
         rows = self._read(
             "SELECT id, sender, reason, updated_at FROM inbox INDEXED BY inbox_finished"
             f" WHERE state IN {_FINISHED} AND state = 'failed'"
             " ORDER BY updated_at DESC LIMIT ?",
             (limit,),
         )
-        return [
-            {"id": row["id"], "sender": row["sender"], "reason": row["reason"], "finished_at": row["updated_at"]}
-            for row in rows
-        ]
+        return [base.FailedMessage.from_row(dict(row)) for row in rows]
 
     def message_ids(self) -> list[str]:
         return [row["id"] for row in self._read("SELECT id FROM inbox")]
@@ -782,18 +777,6 @@ def _unavailable(path: str, error: sqlite3.Error) -> StoreUnavailable:
     unavailable = StoreUnavailable(f"SQLite store {path}: {error}")
     unavailable.__cause__ = error
     return unavailable
-
-
-def _delivery(row: sqlite3.Row) -> base.Delivery:
-    return base.Delivery(
-        wamid=row["wamid"],
-        status=row["status"],
-        timestamp=row["ts"],
-        recipient=row["recipient"],
-        error_code=row["error_code"],
-        error_title=row["error_title"],
-        message_id=row["message_id"] if "message_id" in row.keys() else None,
-    )
 
 
 def _planned(part: str | base.Part) -> tuple[str, str | None]:
