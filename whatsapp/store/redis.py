@@ -670,7 +670,7 @@ class RedisStore(base.Store):
             rows = pipe.execute()
         return [
             base.FailedMessage.from_row(
-                {"id": _text(message_id), "sender": _text(sender), "reason": reason and _text(reason), "updated_at": at}
+                {"id": _text(message_id), "sender": _text(sender), "reason": _text(reason), "updated_at": at}
             )
             for (message_id, at), (sender, reason) in zip(ids, rows, strict=True)
         ]
