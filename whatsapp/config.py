@@ -175,7 +175,7 @@ def load_settings(
         redis_url = (variables.get("REDIS_URL") or "").strip()
         database = Path(instance_path).resolve() / "whatsapp.db"
         settings = _replace(settings, "store", url=redis_url or f"sqlite:///{database}")
-    _raise_for(problems + _problems(settings), path, places)
+    _raise_for(problems + _problems(settings), places)
     return settings
 
 
@@ -355,7 +355,7 @@ def validate(settings: Settings) -> None:
     _raise_for(_problems(settings))
 
 
-def _raise_for(problems: list[Problem], path: Path | None = None, places: Mapping[str, Place] | None = None) -> None:
+def _raise_for(problems: list[Problem], places: Mapping[str, Place] | None = None) -> None:
     """One error for all the problems; a setting config.yaml writes is named with its place there."""
     errors = [_error(problem, (places or {}).get(problem.setting or "")) for problem in problems]
     if len(errors) == 1:
