@@ -14,9 +14,19 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 
 RENEWAL = 20.0  # seconds between two "typing…" for a message still being answered
 SENDERS = 32  # Graph calls for typing at once, per process
+
+
+@dataclass
+class _Renewals:
+    """One message's renewals, from :meth:`Typing.keep_up` until they are stopped or end."""
+
+    token: int  # what keep_up returned: it stops these renewals, and not a later attempt's at the same message
+    entry: int  # n of their live entry in the heap
+    until: float  # time.monotonic() at which they end, stopped or not
 
 
 class Typing:
@@ -41,9 +51,7 @@ class Typing:
         self._senders = ThreadPoolExecutor(SENDERS, thread_name_prefix="typing")
         self._changed = threading.Condition()
         self._due: list[tuple[float, int, str]] = []  # (when, n, message id), a heap
-        self._kept: dict[str, int] = {}  # message id -> n of its live entry in the heap
-        self._until: dict[str, float] = {}  # message id -> when its renewals end, stopped or not
-        self._started: dict[str, int] = {}  # message id -> the token keep_up returned for its renewals
+        self._kept: dict[str, _Renewals] = {}  # message id -> its renewals
         self._count = 0
         threading.Thread(target=self._renew, name="typing-renewals", daemon=True).start()
         self._pid = os.getpid()
@@ -60,9 +68,7 @@ class Typing:
         self._ready()
         with self._changed:
             self._count += 1
-            self._kept[message_id] = self._count
-            self._until[message_id] = until
-            self._started[message_id] = self._count
+            self._kept[message_id] = _Renewals(token=self._count, entry=self._count, until=until)
             heapq.heappush(self._due, (time.monotonic() + self._renewal, self._count, message_id))
             if self._due[0][1] == self._count:
                 self._changed.notify()
@@ -71,10 +77,9 @@ class Typing:
     def stop(self, message_id: str, token: int | None = None) -> None:
         """Stop renewing "typing…" for the message; with ``token``, only the renewals that keep_up started."""
         with self._changed:
-            if token is None or self._started.get(message_id) == token:
-                self._kept.pop(message_id, None)
-                self._until.pop(message_id, None)
-                self._started.pop(message_id, None)
+            kept = self._kept.get(message_id)
+            if kept is not None and (token is None or kept.token == token):
+                del self._kept[message_id]
 
     def _renew(self) -> None:
         while True:
@@ -82,13 +87,14 @@ class Typing:
                 now = time.monotonic()
                 while self._due and self._due[0][0] <= now:
                     _, n, message_id = heapq.heappop(self._due)
-                    if self._kept.get(message_id) != n:
+                    kept = self._kept.get(message_id)
+                    if kept is None or kept.entry != n:
                         continue
-                    if now >= self._until[message_id]:  # the attempt was given up; its thread may never stop it
-                        del self._kept[message_id], self._until[message_id], self._started[message_id]
+                    if now >= kept.until:  # the attempt was given up; its thread may never stop it
+                        del self._kept[message_id]
                     else:
                         self._count += 1
-                        self._kept[message_id] = self._count
+                        kept.entry = self._count
                         heapq.heappush(self._due, (now + self._renewal, self._count, message_id))
                         self._senders.submit(self._show, message_id, True)
                 self._changed.wait(self._due[0][0] - now if self._due else None)
