@@ -191,15 +191,12 @@ class AgentWhatsAppRequestHandler:
             self._current.next_slot += 1
         self._hold_claim(job)  # a thread back after its claim was given up (worker.job_timeout) plans nothing
         planned = self.store.plan_replies(job.id, slot, to, reply_to, parts)
-        checked = True
-        for reply in planned:
-            if reply.wamid:
-                if attempt := current_attempt.get():
-                    attempt.found_sent()
-                continue
-            if not checked:
+        unsent = [reply for reply in planned if not reply.wamid]
+        if len(unsent) < len(planned) and (attempt := current_attempt.get()):
+            attempt.found_sent()  # an earlier attempt sent the first parts: they are not sent again
+        for n, reply in enumerate(unsent):
+            if n:  # the first was checked with the plan
                 self._hold_claim(job)
-            checked = False
             self._typing_shown()
             started = time.monotonic()
             try:
