@@ -111,6 +111,15 @@ def bubble_with(driver: WebDriver, side: str, text: str) -> WebElement | None:
     return next((b for b in bubbles(driver, side) if text in b.text), None)
 
 
+def add_with_the_form(driver: WebDriver, number: str, name: str, shown: str, kind: str = "phone") -> None:
+    """Add a customer with the page's form and wait until it is selected (``shown`` in the conversation's header)."""
+    Select(driver.find_element(By.ID, "new-kind")).select_by_value(kind)
+    driver.find_element(By.ID, "new-number").send_keys(number)
+    driver.find_element(By.ID, "new-name").send_keys(name)
+    driver.find_element(By.ID, "add-customer-button").click()
+    wait(driver, "the new customer selected", lambda d: shown in d.find_element(By.ID, "me").text)
+
+
 def click_bubble(driver: WebDriver, side: str, text: str) -> None:
     """Click the bubble holding ``text``, found again if the page re-rendered it between finding and clicking."""
 
@@ -137,10 +146,7 @@ def test_a_customer_chats_with_the_bot_in_the_browser(sandbox, model, browser, c
     driver.get(sandbox.url + "/simulator")
 
     # A new customer, added with the form and selected.
-    driver.find_element(By.ID, "new-number").send_keys(customer.customer)
-    driver.find_element(By.ID, "new-name").send_keys("Kerry Fisher")
-    driver.find_element(By.ID, "add-customer-button").click()
-    wait(driver, "the new customer selected", lambda d: "Kerry Fisher" in d.find_element(By.ID, "me").text)
+    add_with_the_form(driver, customer.customer, "Kerry Fisher", shown="Kerry Fisher")
 
     # Type a message; the model is held, so "typing…" shows; then the answer replaces it.
     model.reply_with("We open at **nine**, Monday to Saturday. Ask me <anything>!")
@@ -225,11 +231,7 @@ def test_a_username_customer_added_in_the_browser_is_answered_in_its_conversatio
     """Added as "Username": the page shows @username, and the answer, sent to its user id, appears in its chat."""
     driver = browser
     driver.get(sandbox.url + "/simulator")
-    Select(driver.find_element(By.ID, "new-kind")).select_by_value("username")
-    driver.find_element(By.ID, "new-number").send_keys("kerry.fisher")
-    driver.find_element(By.ID, "new-name").send_keys("Kerry Username")
-    driver.find_element(By.ID, "add-customer-button").click()
-    wait(driver, "the new customer selected", lambda d: "@kerry.fisher" in d.find_element(By.ID, "me").text)
+    add_with_the_form(driver, "kerry.fisher", "Kerry Username", shown="@kerry.fisher", kind="username")
     [added] = [c for c in sandbox.get("/sandbox/api/customers").json()["customers"] if c["name"] == "Kerry Username"]
     customer = Simulator(sandbox, added["wa_id"], name=None)
     try:
@@ -376,10 +378,7 @@ def test_every_kind_of_reply_is_rendered_and_list_rows_and_location_requests_ans
 
     driver = browser
     driver.get(sandbox.url + "/simulator")
-    driver.find_element(By.ID, "new-number").send_keys(customer.customer)
-    driver.find_element(By.ID, "new-name").send_keys("Rich Replies")
-    driver.find_element(By.ID, "add-customer-button").click()
-    wait(driver, "the new customer selected", lambda d: "Rich Replies" in d.find_element(By.ID, "me").text)
+    add_with_the_form(driver, customer.customer, "Rich Replies", shown="Rich Replies")
     model.reply_with("Noted.")
     for _, message in EXPECTED:
         assert customer.send_as_business(message).status_code == 200
